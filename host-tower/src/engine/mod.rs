@@ -1,0 +1,43 @@
+//! Engine backends. Each one only compiles, links and instantiates modules
+//! and moves bytes between guest memory and the core in [`crate::host`].
+
+use crate::error::{Error, Kind};
+use crate::host::abi_check::{self, Checked, Shape};
+use crate::host::{HostError, HostState};
+
+#[cfg(feature = "wasmtime")]
+pub(crate) mod wasmtime;
+
+/// A compiled and linked module, ready to instantiate.
+pub(crate) trait CompiledModule: Send + Sync {
+    /// A new instance with its start function run.
+    fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error>;
+}
+
+/// One live instance of a guest.
+pub(crate) trait GuestInstance: Send {
+    /// The host state in the instance's store.
+    fn host(&mut self) -> &mut HostState;
+    /// Calls `handle_request`.
+    fn handle_request(&mut self) -> Result<i64, Error>;
+    /// Calls `handle_response`.
+    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error>;
+}
+
+/// Checks a module's shape against the ABI, as a load error listing every problem.
+pub(crate) fn check_shape(shape: &Shape) -> Result<Checked, Error> {
+    abi_check::check(shape).map_err(|problems| {
+        Error::new(Kind::Abi, format!("module does not match the http-wasm ABI:\n  {}", problems.join("\n  ")))
+    })
+}
+
+/// Classifies a failed guest call. `host` is the host error behind the
+/// trap, if a host function raised it.
+pub(crate) fn call_error(phase: &str, host: Option<&HostError>, detail: String) -> Error {
+    match host {
+        Some(HostError::BodyTooLarge { .. }) => Error::new(Kind::BodyTooLarge, format!("{phase}: {detail}")),
+        Some(HostError::Body(_)) => Error::new(Kind::Body, format!("{phase}: {detail}")),
+        Some(_) => Error::new(Kind::Guest, format!("{phase}: invalid host call: {detail}")),
+        None => Error::new(Kind::Guest, format!("{phase} trapped: {detail}")),
+    }
+}

@@ -1,0 +1,247 @@
+//! The wasmtime backend.
+
+use super::{CompiledModule, GuestInstance, call_error, check_shape};
+use crate::error::{Error, Kind};
+use crate::host::abi_check::{Checked, Extern, Shape, WasmType};
+use crate::host::{HostError, HostState, SliceMemory, wasi};
+use http_wasm_abi::MODULE;
+use wasmtime::{
+    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, Val, ValType,
+};
+
+/// What the store of every instance holds.
+struct StoreData {
+    host: HostState,
+    /// Resolved once after instantiation; looked up by name during a start section.
+    memory: Option<Memory>,
+}
+
+pub(crate) struct WasmtimeModule {
+    pre: InstancePre<StoreData>,
+    engine: Engine,
+    checked: Checked,
+}
+
+fn wasm_type(t: &ValType) -> WasmType {
+    match t {
+        ValType::I32 => WasmType::I32,
+        ValType::I64 => WasmType::I64,
+        ValType::F32 => WasmType::F32,
+        ValType::F64 => WasmType::F64,
+        ValType::V128 => WasmType::V128,
+        ValType::Ref(_) => WasmType::Ref,
+    }
+}
+
+fn extern_of(t: &ExternType) -> Extern {
+    match t {
+        ExternType::Func(f) => Extern::Func {
+            params: f.params().map(|p| wasm_type(&p)).collect(),
+            results: f.results().map(|r| wasm_type(&r)).collect(),
+        },
+        ExternType::Memory(_) => Extern::Memory,
+        ExternType::Table(_) => Extern::Table,
+        ExternType::Global(_) => Extern::Global,
+        _ => Extern::Other,
+    }
+}
+
+fn shape(module: &Module) -> Shape {
+    Shape {
+        imports: module.imports().map(|i| (i.module().to_string(), i.name().to_string(), extern_of(&i.ty()))).collect(),
+        exports: module.exports().map(|e| (e.name().to_string(), extern_of(&e.ty()))).collect(),
+    }
+}
+
+/// The guest memory and the host state of a call, borrowed together.
+fn split<'a>(caller: &'a mut Caller<'_, StoreData>) -> Result<(SliceMemory<'a>, &'a mut HostState), HostError> {
+    let memory = match caller.data().memory {
+        Some(m) => m,
+        None => caller
+            .get_export(http_wasm_abi::MEMORY)
+            .and_then(|e| e.into_memory())
+            .ok_or(HostError::NoRequest("memory access before the memory export exists"))?,
+    };
+    let (bytes, data) = memory.data_and_store_mut(caller);
+    Ok((SliceMemory(bytes), &mut data.host))
+}
+
+fn trap(e: HostError) -> wasmtime::Error {
+    wasmtime::Error::new(e)
+}
+
+/// Binds a host function that uses memory: `bind!(linker, "name", |host, mem, a: i32, ...| expr)`.
+macro_rules! bind {
+    ($linker:ident, $name:literal, |$h:ident, $m:ident $(, $a:ident)*| $body:expr) => {
+        $linker
+            .func_wrap(MODULE, $name, |mut caller: Caller<'_, StoreData> $(, $a: i32)*| {
+                let (mut mem, $h) = split(&mut caller).map_err(trap)?;
+                let $m = &mut mem;
+                $body.map_err(trap)
+            })
+            .map_err(link_error)?;
+    };
+}
+
+fn link_error(e: wasmtime::Error) -> Error {
+    Error::new(Kind::Start, "linking failed").with_source(e.to_string())
+}
+
+fn link(engine: &Engine) -> Result<Linker<StoreData>, Error> {
+    let mut l = Linker::new(engine);
+    l.func_wrap(MODULE, "enable_features", |mut c: Caller<'_, StoreData>, f: i32| c.data_mut().host.enable_features(f))
+        .map_err(link_error)?;
+    l.func_wrap(MODULE, "log_enabled", |c: Caller<'_, StoreData>, level: i32| c.data().host.log_enabled(level))
+        .map_err(link_error)?;
+    l.func_wrap(MODULE, "log", |mut c: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
+        if let Ok((mut mem, h)) = split(&mut c) {
+            h.log(&mut mem, level, ptr as u32, len as u32);
+        }
+    })
+    .map_err(link_error)?;
+    l.func_wrap(MODULE, "get_status_code", |mut c: Caller<'_, StoreData>| {
+        c.data_mut().host.get_status_code().map_err(trap)
+    })
+    .map_err(link_error)?;
+    l.func_wrap(MODULE, "set_status_code", |mut c: Caller<'_, StoreData>, code: i32| {
+        c.data_mut().host.set_status_code(code).map_err(trap)
+    })
+    .map_err(link_error)?;
+    bind!(l, "get_config", |h, m, buf, limit| h.get_config(m, buf as u32, limit as u32));
+    bind!(l, "get_header_names", |h, m, kind, buf, limit| h.get_header_names(m, kind, buf as u32, limit as u32));
+    bind!(l, "get_header_values", |h, m, kind, name, name_len, buf, limit| {
+        h.get_header_values(m, kind, name as u32, name_len as u32, buf as u32, limit as u32)
+    });
+    bind!(l, "set_header_value", |h, m, kind, name, name_len, value, value_len| {
+        h.set_header_value(m, kind, name as u32, name_len as u32, value as u32, value_len as u32)
+    });
+    bind!(l, "add_header_value", |h, m, kind, name, name_len, value, value_len| {
+        h.add_header_value(m, kind, name as u32, name_len as u32, value as u32, value_len as u32)
+    });
+    bind!(l, "remove_header", |h, m, kind, name, name_len| h.remove_header(m, kind, name as u32, name_len as u32));
+    bind!(l, "read_body", |h, m, kind, buf, limit| h.read_body(m, kind, buf as u32, limit as u32));
+    bind!(l, "write_body", |h, m, kind, ptr, len| h.write_body(m, kind, ptr as u32, len as u32));
+    bind!(l, "get_method", |h, m, buf, limit| h.get_method(m, buf as u32, limit as u32));
+    bind!(l, "set_method", |h, m, ptr, len| h.set_method(m, ptr as u32, len as u32));
+    bind!(l, "get_uri", |h, m, buf, limit| h.get_uri(m, buf as u32, limit as u32));
+    bind!(l, "set_uri", |h, m, ptr, len| h.set_uri(m, ptr as u32, len as u32));
+    bind!(l, "get_protocol_version", |h, m, buf, limit| h.get_protocol_version(m, buf as u32, limit as u32));
+    bind!(l, "get_source_addr", |h, m, buf, limit| h.get_source_addr(m, buf as u32, limit as u32));
+
+    for func in wasi::FUNCS {
+        let conv = |t: &http_wasm_abi::ValType| match t {
+            http_wasm_abi::ValType::I32 => ValType::I32,
+            http_wasm_abi::ValType::I64 => ValType::I64,
+        };
+        let ty = FuncType::new(engine, func.params.iter().map(conv), func.results.iter().map(conv));
+        l.func_new(wasi::MODULE, func.name, ty, move |mut caller, params, results| {
+            let args: Vec<i64> = params
+                .iter()
+                .map(|v| match v {
+                    Val::I32(x) => *x as u32 as i64,
+                    Val::I64(x) => *x,
+                    _ => 0,
+                })
+                .collect();
+            let (mut mem, host) = split(&mut caller).map_err(trap)?;
+            let out = wasi::call(host, &mut mem, func, &args).map_err(trap)?;
+            if let (Some(v), Some(slot)) = (out, results.first_mut()) {
+                *slot = Val::I32(v as i32);
+            }
+            Ok(())
+        })
+        .map_err(link_error)?;
+    }
+    Ok(l)
+}
+
+impl WasmtimeModule {
+    pub(crate) fn compile(wasm: &[u8]) -> Result<WasmtimeModule, Error> {
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine =
+            Engine::new(&config).map_err(|e| Error::new(Kind::Config, "wasmtime engine").with_source(e.to_string()))?;
+        let module = Module::new(&engine, wasm)
+            .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))?;
+        let checked = check_shape(&shape(&module))?;
+        let linker = link(&engine)?;
+        let pre = linker.instantiate_pre(&module).map_err(link_error)?;
+        Ok(WasmtimeModule { pre, engine, checked })
+    }
+
+    pub(crate) fn checked(&self) -> &Checked {
+        &self.checked
+    }
+}
+
+fn host_error(e: &wasmtime::Error) -> Option<&HostError> {
+    e.downcast_ref::<HostError>()
+}
+
+fn start_error(what: &str, e: wasmtime::Error) -> Error {
+    Error::new(Kind::Start, format!("{what} failed")).with_source(format!("{e:#}"))
+}
+
+impl CompiledModule for WasmtimeModule {
+    fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
+        let mut store = Store::new(&self.engine, StoreData { host, memory: None });
+        let instance = self.pre.instantiate(&mut store).map_err(|e| start_error("instantiation", e))?;
+        let memory = instance
+            .get_memory(&mut store, http_wasm_abi::MEMORY)
+            .ok_or_else(|| Error::new(Kind::Abi, "export memory: missing"))?;
+        store.data_mut().memory = Some(memory);
+        let start = if self.checked.reactor {
+            Some("_initialize")
+        } else if self.checked.command {
+            Some("_start")
+        } else {
+            None
+        };
+        if let Some(name) = start {
+            let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| start_error(name, e))?;
+            if let Err(e) = f.call(&mut store, ()) {
+                match host_error(&e) {
+                    Some(HostError::Exit(0)) => {}
+                    _ => return Err(start_error(name, e)),
+                }
+            }
+        }
+        let handle_request = instance
+            .get_typed_func::<(), i64>(&mut store, http_wasm_abi::HANDLE_REQUEST)
+            .map_err(|e| start_error("handle_request", e))?;
+        let handle_response = instance
+            .get_typed_func::<(i32, i32), ()>(&mut store, http_wasm_abi::HANDLE_RESPONSE)
+            .map_err(|e| start_error("handle_response", e))?;
+        Ok(Box::new(WasmtimeInstance { store, handle_request, handle_response }))
+    }
+}
+
+struct WasmtimeInstance {
+    store: Store<StoreData>,
+    handle_request: TypedFunc<(), i64>,
+    handle_response: TypedFunc<(i32, i32), ()>,
+}
+
+fn guest_call_error(phase: &str, e: wasmtime::Error) -> Error {
+    let detail = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}"),
+    };
+    call_error(phase, host_error(&e), detail)
+}
+
+impl GuestInstance for WasmtimeInstance {
+    fn host(&mut self) -> &mut HostState {
+        &mut self.store.data_mut().host
+    }
+
+    fn handle_request(&mut self) -> Result<i64, Error> {
+        self.handle_request.call(&mut self.store, ()).map_err(|e| guest_call_error("handle_request", e))
+    }
+
+    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
+        self.handle_response
+            .call(&mut self.store, (req_ctx as i32, is_error as i32))
+            .map_err(|e| guest_call_error("handle_response", e))
+    }
+}

@@ -1,0 +1,157 @@
+//! Checks a module's imports and exports against the ABI, whatever the engine.
+
+use super::wasi;
+use http_wasm_abi::{GuestExport, HostFunction, Signature, ValType};
+use std::fmt;
+
+/// A wasm value type as a module declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WasmType {
+    I32,
+    I64,
+    F32,
+    F64,
+    V128,
+    Ref,
+}
+
+impl fmt::Display for WasmType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WasmType::I32 => "i32",
+            WasmType::I64 => "i64",
+            WasmType::F32 => "f32",
+            WasmType::F64 => "f64",
+            WasmType::V128 => "v128",
+            WasmType::Ref => "ref",
+        })
+    }
+}
+
+/// What an import or export is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Extern {
+    Func { params: Vec<WasmType>, results: Vec<WasmType> },
+    Memory,
+    Table,
+    Global,
+    Other,
+}
+
+impl fmt::Display for Extern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Extern::Func { params, results } => {
+                let list = |v: &[WasmType]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+                match results.as_slice() {
+                    [] => write!(f, "({}) -> ()", list(params)),
+                    [one] => write!(f, "({}) -> {one}", list(params)),
+                    many => write!(f, "({}) -> ({})", list(params), list(many)),
+                }
+            }
+            Extern::Memory => f.write_str("memory"),
+            Extern::Table => f.write_str("table"),
+            Extern::Global => f.write_str("global"),
+            Extern::Other => f.write_str("other"),
+        }
+    }
+}
+
+fn matches(sig_params: &[ValType], sig_results: &[ValType], ext: &Extern) -> bool {
+    let conv = |v: &ValType| match v {
+        ValType::I32 => WasmType::I32,
+        ValType::I64 => WasmType::I64,
+    };
+    match ext {
+        Extern::Func { params, results } => {
+            params.len() == sig_params.len()
+                && results.len() == sig_results.len()
+                && params.iter().zip(sig_params).all(|(a, b)| *a == conv(b))
+                && results.iter().zip(sig_results).all(|(a, b)| *a == conv(b))
+        }
+        _ => false,
+    }
+}
+
+fn sig_string(params: &'static [ValType], results: &'static [ValType]) -> String {
+    Signature { params, results }.to_string()
+}
+
+/// The shape of a module, read by a backend.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Shape {
+    pub(crate) imports: Vec<(String, String, Extern)>,
+    pub(crate) exports: Vec<(String, Extern)>,
+}
+
+/// What the check learned about a module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub(crate) host_imports: Vec<HostFunction>,
+    pub(crate) wasi_imports: Vec<&'static str>,
+    /// Exports `_start` (a command module).
+    pub(crate) command: bool,
+    /// Exports `_initialize` (a reactor module).
+    pub(crate) reactor: bool,
+}
+
+/// Checks `shape`; on failure returns every problem found, one line each.
+pub(crate) fn check(shape: &Shape) -> Result<Checked, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = Checked::default();
+    for (module, name, ext) in &shape.imports {
+        if module == http_wasm_abi::MODULE {
+            match HostFunction::from_name(name) {
+                None => problems.push(format!("import {module}.{name}: not an http-wasm host function")),
+                Some(f) => {
+                    let sig = f.signature();
+                    if matches(sig.params, sig.results, ext) {
+                        out.host_imports.push(f);
+                    } else {
+                        problems.push(format!("import {module}.{name}: expected {sig}, found {ext}"));
+                    }
+                }
+            }
+        } else if module == wasi::MODULE {
+            match wasi::lookup(name) {
+                None => problems.push(format!("import {module}.{name}: this WASI function is not provided")),
+                Some(w) => {
+                    if matches(w.params, w.results, ext) {
+                        out.wasi_imports.push(w.name);
+                    } else {
+                        problems.push(format!(
+                            "import {module}.{name}: expected {}, found {ext}",
+                            sig_string(w.params, w.results)
+                        ));
+                    }
+                }
+            }
+        } else {
+            problems.push(format!("import {module}.{name} ({ext}): no such module is provided"));
+        }
+    }
+    let export = |name: &str| shape.exports.iter().find(|(n, _)| n == name).map(|(_, e)| e);
+    match export(http_wasm_abi::MEMORY) {
+        Some(Extern::Memory) => {}
+        Some(other) => problems.push(format!("export memory: expected memory, found {other}")),
+        None => problems.push("export memory: missing".to_string()),
+    }
+    for e in GuestExport::ALL {
+        let sig = e.signature();
+        match export(e.name()) {
+            None => problems.push(format!("export {}: missing, expected {sig}", e.name())),
+            Some(ext) if !matches(sig.params, sig.results, ext) => {
+                problems.push(format!("export {}: expected {sig}, found {ext}", e.name()))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, flag) in [("_start", &mut out.command), ("_initialize", &mut out.reactor)] {
+        match export(name) {
+            None => {}
+            Some(ext) if matches(&[], &[], ext) => *flag = true,
+            Some(ext) => problems.push(format!("export {name}: expected () -> (), found {ext}")),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}

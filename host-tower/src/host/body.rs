@@ -1,0 +1,295 @@
+//! Body state the guest reads and writes, and how a read waits for frames.
+//!
+//! # Which path a read takes
+//!
+//! * Frames already received are returned at once. Before `handle_request`
+//!   the service pulls every frame that is already there (a poll with a
+//!   no-op waker, up to [`PREFETCH_LIMIT`] bytes); a body that ends within
+//!   them is complete, and the guest runs inline on the runtime thread:
+//!   the common case (bodies that arrive with their headers, empty bodies,
+//!   bodies collected for modules that enable `buffer_request` at start, and
+//!   `buffer_response` after next) never waits.
+//! * A body still arriving makes the service run `handle_request` on
+//!   tokio's blocking pool (`spawn_blocking`). A read there parks that
+//!   thread until the next frame comes; the runtime's threads, and with
+//!   them the connection task that feeds the body (hyper drives an HTTP/1
+//!   body from the same task that polls the service), keep running. A
+//!   blocking `block_in_place` on the runtime thread would deadlock HTTP/1.
+//! * A read that would wait anywhere else fails with a guest error rather
+//!   than block a runtime thread.
+
+use super::HostError;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame};
+use http_body_util::combinators::UnsyncBoxBody;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request body moved into the guest's store.
+pub(crate) type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Which handler call is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Request,
+    Response,
+}
+
+/// One body as the guest sees it: frames pulled from the source, the
+/// guest's read position, and what the guest wrote.
+#[derive(Default)]
+pub(crate) struct BodyState {
+    /// Bytes the guest has read, kept when the body is buffered.
+    pub(crate) read: Vec<Bytes>,
+    /// Bytes received and not yet read by the guest.
+    pub(crate) unread: VecDeque<Bytes>,
+    /// Frames not yet received.
+    pub(crate) source: Option<BoxBody>,
+    /// Trailers, received or written by the guest.
+    pub(crate) trailers: Option<HeaderMap>,
+    /// The guest read bytes without keeping them (no buffering feature).
+    pub(crate) consumed: bool,
+    /// What the guest wrote, and in which phase it began writing.
+    pub(crate) written: Option<(Phase, BytesMut)>,
+    /// Bytes held in `read` and `unread`, for the buffer limit.
+    pub(crate) held: usize,
+}
+
+impl std::fmt::Debug for BodyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyState")
+            .field("held", &self.held)
+            .field("streaming", &self.source.is_some())
+            .field("written", &self.written.as_ref().map(|(_, b)| b.len()))
+            .finish()
+    }
+}
+
+impl BodyState {
+    /// A body still to be received.
+    pub(crate) fn streaming(source: BoxBody) -> BodyState {
+        BodyState { source: Some(source), ..BodyState::default() }
+    }
+
+    /// A body received in full.
+    pub(crate) fn complete(chunks: VecDeque<Bytes>, trailers: Option<HeaderMap>) -> BodyState {
+        let held = chunks.iter().map(Bytes::len).sum();
+        BodyState { unread: chunks, trailers, held, ..BodyState::default() }
+    }
+
+    /// True when nothing was pulled, read or written: the source can be
+    /// forwarded untouched.
+    pub(crate) fn untouched(&self) -> bool {
+        self.read.is_empty()
+            && self.unread.is_empty()
+            && !self.consumed
+            && self.written.is_none()
+            && self.trailers.is_none()
+    }
+
+    /// Pulls one frame from the source. Returns false when the source is done.
+    fn pull(&mut self, keep: bool, limit: usize) -> Result<bool, HostError> {
+        let Some(source) = self.source.as_mut() else { return Ok(false) };
+        match next_frame(source)? {
+            None => {
+                self.source = None;
+                Ok(false)
+            }
+            Some(Err(e)) => {
+                self.source = None;
+                Err(HostError::Body(e))
+            }
+            Some(Ok(frame)) => {
+                match frame.into_data() {
+                    Ok(data) => {
+                        if keep && self.held + data.len() > limit {
+                            return Err(HostError::BodyTooLarge { limit });
+                        }
+                        self.held += data.len();
+                        if !data.is_empty() {
+                            self.unread.push_back(data);
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            self.trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                        }
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Receives the rest of the body, keeping it.
+    pub(crate) fn drain(&mut self, limit: usize) -> Result<(), HostError> {
+        while self.pull(true, limit)? {}
+        Ok(())
+    }
+
+    /// Pulls the frames already received, without waiting, up to `limit`
+    /// bytes. Returns true when the body is complete.
+    pub(crate) fn prefetch(&mut self, limit: usize) -> Result<bool, HostError> {
+        let mut cx = Context::from_waker(Waker::noop());
+        while self.held < limit {
+            let Some(source) = self.source.as_mut() else { return Ok(true) };
+            if source.is_end_stream() {
+                self.source = None;
+                return Ok(true);
+            }
+            match std::pin::Pin::new(&mut *source).poll_frame(&mut cx) {
+                Poll::Pending => return Ok(false),
+                Poll::Ready(None) => self.source = None,
+                Poll::Ready(Some(Err(e))) => {
+                    self.source = None;
+                    return Err(HostError::Body(e));
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        self.held += data.len();
+                        if !data.is_empty() {
+                            self.unread.push_back(data);
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            self.trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                        }
+                    }
+                },
+            }
+        }
+        Ok(self.source.is_none())
+    }
+
+    /// True when no more bytes will come.
+    fn at_end(&self) -> bool {
+        self.unread.is_empty() && self.source.as_ref().is_none_or(|s| s.is_end_stream())
+    }
+
+    /// Reads up to `limit` bytes through `fill`, which receives the bytes to
+    /// copy into the guest's buffer. Returns `(eof, len)`.
+    pub(crate) fn read(
+        &mut self,
+        limit: u32,
+        keep: bool,
+        buffer_limit: usize,
+        mut fill: impl FnMut(u32, &[u8]) -> Result<(), HostError>,
+    ) -> Result<(bool, u32), HostError> {
+        while self.unread.is_empty() {
+            if !self.pull(keep, buffer_limit)? {
+                return Ok((true, 0));
+            }
+        }
+        let mut done = 0u32;
+        while done < limit {
+            let Some(front) = self.unread.front_mut() else { break };
+            let n = front.len().min((limit - done) as usize);
+            let piece = front.split_to(n);
+            if front.is_empty() {
+                self.unread.pop_front();
+            }
+            fill(done, &piece)?;
+            done += n as u32;
+            if keep {
+                self.read.push(piece);
+            } else {
+                self.held -= piece.len();
+                self.consumed = true;
+            }
+        }
+        Ok((self.at_end(), done))
+    }
+
+    /// Appends `bytes` to what the guest wrote in `phase`; the first write of
+    /// a phase replaces the body.
+    pub(crate) fn write(&mut self, phase: Phase, bytes: &[u8], limit: usize) -> Result<(), HostError> {
+        match &mut self.written {
+            Some((p, buf)) if *p == phase => {
+                if buf.len() + bytes.len() > limit {
+                    return Err(HostError::BodyTooLarge { limit });
+                }
+                buf.extend_from_slice(bytes);
+            }
+            slot => {
+                if bytes.len() > limit {
+                    return Err(HostError::BodyTooLarge { limit });
+                }
+                *slot = Some((phase, BytesMut::from(bytes)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The guest's body, if it wrote one.
+    pub(crate) fn take_written(&mut self) -> Option<Bytes> {
+        self.written.take().map(|(_, b)| b.freeze())
+    }
+
+    /// Every byte held, read or not, in order.
+    pub(crate) fn take_chunks(&mut self) -> VecDeque<Bytes> {
+        let mut all: VecDeque<Bytes> = std::mem::take(&mut self.read).into();
+        all.append(&mut self.unread);
+        self.held = 0;
+        all
+    }
+
+    /// The length of the held bytes when nothing remains to be received.
+    pub(crate) fn known_len(&self) -> Option<u64> {
+        self.source.is_none().then_some(self.held as u64)
+    }
+}
+
+fn next_frame(body: &mut BoxBody) -> Result<Option<Result<Frame<Bytes>, BoxError>>, HostError> {
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(frame) = std::pin::Pin::new(&mut *body).poll_frame(&mut cx) {
+        return Ok(frame);
+    }
+    wait(std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)))
+}
+
+/// The most bytes pulled before `handle_request` to find out whether a
+/// body is already complete.
+pub(crate) const PREFETCH_LIMIT: usize = 64 << 10;
+
+thread_local! {
+    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with reads allowed to park this thread (on the blocking pool).
+pub(crate) fn blocking_reads<R>(f: impl FnOnce() -> R) -> R {
+    MAY_BLOCK.with(|m| m.set(true));
+    let out = f();
+    MAY_BLOCK.with(|m| m.set(false));
+    out
+}
+
+/// Waits for `fut` where that is allowed (see the module docs).
+fn wait<F: Future>(fut: F) -> Result<F::Output, HostError> {
+    if MAY_BLOCK.with(|m| m.get()) { Ok(park_on(fut)) } else { Err(HostError::WouldBlock) }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn park_on<F: Future>(fut: F) -> F::Output {
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

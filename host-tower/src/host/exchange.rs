@@ -1,0 +1,174 @@
+//! The state of one request/response exchange, as the guest sees it.
+
+use super::HostError;
+use super::body::{BodyState, Phase};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, StatusCode, request};
+use http_wasm_abi::{Feature, Features, HeaderKind};
+use std::net::SocketAddr;
+
+/// One request as it passes through a guest.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub(crate) phase: Phase,
+    /// Features in force for this request (module-level plus per-request).
+    pub(crate) features: Features,
+    pub(crate) request: request::Parts,
+    pub(crate) req_body: BodyState,
+    pub(crate) source_addr: Option<SocketAddr>,
+    pub(crate) status: StatusCode,
+    /// The guest set the status in `handle_request`.
+    pub(crate) status_set: bool,
+    pub(crate) resp_headers: HeaderMap,
+    pub(crate) resp_body: BodyState,
+}
+
+impl Exchange {
+    pub(crate) fn new(
+        request: request::Parts,
+        req_body: BodyState,
+        features: Features,
+        source_addr: Option<SocketAddr>,
+    ) -> Exchange {
+        Exchange {
+            phase: Phase::Request,
+            features,
+            request,
+            req_body,
+            source_addr,
+            status: StatusCode::OK,
+            status_set: false,
+            resp_headers: HeaderMap::new(),
+            resp_body: BodyState::default(),
+        }
+    }
+
+    pub(crate) fn has(&self, f: Feature) -> bool {
+        self.features.has(f)
+    }
+
+    /// The header map of `kind` for reading; `None` for trailers that are
+    /// absent or not enabled.
+    pub(crate) fn headers(&self, kind: HeaderKind) -> Option<&HeaderMap> {
+        match kind {
+            HeaderKind::Request => Some(&self.request.headers),
+            HeaderKind::Response => Some(&self.resp_headers),
+            HeaderKind::RequestTrailers if self.has(Feature::Trailers) => self.req_body.trailers.as_ref(),
+            HeaderKind::ResponseTrailers if self.has(Feature::Trailers) => self.resp_body.trailers.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Before request trailers are read in `handle_request`, receives the
+    /// rest of the request body (kept for the next handler) so they exist.
+    pub(crate) fn receive_trailers(&mut self, kind: HeaderKind, limit: usize) -> Result<(), HostError> {
+        if kind == HeaderKind::RequestTrailers && self.has(Feature::Trailers) && self.phase == Phase::Request {
+            self.req_body.drain(limit)?;
+        }
+        Ok(())
+    }
+
+    /// The header map of `kind` for writing, after checking phase and features.
+    pub(crate) fn headers_mut(&mut self, kind: HeaderKind) -> Result<&mut HeaderMap, HostError> {
+        if kind.is_trailers() && !self.has(Feature::Trailers) {
+            return Err(HostError::NotAllowed("writing trailers needs the trailers feature"));
+        }
+        if kind.is_request() {
+            self.check_request_write()?;
+        } else {
+            self.check_response_write()?;
+        }
+        Ok(match kind {
+            HeaderKind::Request => &mut self.request.headers,
+            HeaderKind::Response => &mut self.resp_headers,
+            HeaderKind::RequestTrailers => self.req_body.trailers.get_or_insert_with(HeaderMap::new),
+            HeaderKind::ResponseTrailers => self.resp_body.trailers.get_or_insert_with(HeaderMap::new),
+        })
+    }
+
+    pub(crate) fn check_request_write(&self) -> Result<(), HostError> {
+        match self.phase {
+            Phase::Request => Ok(()),
+            Phase::Response => Err(HostError::NotAllowed("the request cannot change after next")),
+        }
+    }
+
+    pub(crate) fn check_response_write(&self) -> Result<(), HostError> {
+        match self.phase {
+            Phase::Request => Ok(()),
+            Phase::Response if self.has(Feature::BufferResponse) => Ok(()),
+            Phase::Response => Err(HostError::NotAllowed("changing the response after next needs buffer_response")),
+        }
+    }
+
+    /// The request's `host`: the header, else the request-target's authority.
+    pub(crate) fn synthetic_host(&self) -> Option<HeaderValue> {
+        if self.request.headers.contains_key(HOST) {
+            return None;
+        }
+        let authority = self.request.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    }
+}
+
+/// Sets `content-length` to `len` (dropping `transfer-encoding`), or removes
+/// it when the length is unknown, so the message is framed by what it carries.
+pub(crate) fn set_content_length(headers: &mut HeaderMap, len: Option<u64>) {
+    headers.remove(TRANSFER_ENCODING);
+    match len {
+        Some(len) => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        None => {
+            headers.remove(CONTENT_LENGTH);
+        }
+    }
+}
+
+/// How a rebuilt body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// The message's own headers still describe the body.
+    Keep,
+    /// The body has this length.
+    Length(u64),
+    /// The length is not known in advance: send it without one.
+    Unknown,
+}
+
+impl Framing {
+    /// Applies the framing to `headers`.
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        match self {
+            Framing::Keep => {}
+            Framing::Length(n) => set_content_length(headers, Some(n)),
+            Framing::Unknown => set_content_length(headers, None),
+        }
+    }
+}
+
+impl Exchange {
+    /// Takes the request's body for the next handler, with its framing.
+    pub(crate) fn forward_request_body(&mut self) -> (crate::body::RequestBody, Framing) {
+        use crate::body::RequestBody;
+        let body = &mut self.req_body;
+        if let Some(written) = body.take_written() {
+            let len = written.len() as u64;
+            let trailers = body.trailers.take();
+            body.source = None;
+            return (RequestBody::full(written, trailers), Framing::Length(len));
+        }
+        if body.untouched() {
+            return (RequestBody::stream(body.source.take()), Framing::Keep);
+        }
+        let framing = match (body.consumed, body.known_len()) {
+            (false, _) => Framing::Keep,
+            (true, Some(n)) => Framing::Length(n),
+            (true, None) => Framing::Unknown,
+        };
+        let chunks = body.take_chunks();
+        let trailers = body.trailers.take();
+        let rest = body.source.take();
+        (RequestBody::buffered(chunks, rest, trailers), framing)
+    }
+}

@@ -1,0 +1,366 @@
+//! The tower `Service`: one guest exchange per request.
+
+use crate::body::{BoxError, RequestBody, ResponseBody};
+use crate::future::ResponseFuture;
+use crate::host::body::{PREFETCH_LIMIT, blocking_reads};
+use crate::host::exchange::{Framing, set_content_length};
+use crate::host::{BodyState, Exchange, HostError, Phase};
+use crate::plugin::Lease;
+use crate::{DefaultFailureResponse, Error, FailureResponse, Plugin};
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use http_wasm_abi::{CtxNext, Feature};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// The client's address, for `get_source_addr`.
+///
+/// Insert it into the request's extensions where connections are accepted
+/// (a plain [`SocketAddr`] extension is read too). Without either the guest
+/// reads an empty address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceAddr(pub SocketAddr);
+
+/// Middleware that runs an http-wasm guest around an inner service.
+///
+/// See the [crate docs](crate) for the request cycle and the failure policy.
+#[derive(Clone, Debug)]
+pub struct HttpWasm<S, F = DefaultFailureResponse> {
+    inner: S,
+    plugin: Plugin,
+    on_failure: F,
+}
+
+impl<S> HttpWasm<S> {
+    /// Wraps `inner` with `plugin`, answering guest failures with
+    /// [`DefaultFailureResponse`].
+    pub fn new(inner: S, plugin: Plugin) -> Self {
+        HttpWasm { inner, plugin, on_failure: DefaultFailureResponse }
+    }
+}
+
+impl<S, F> HttpWasm<S, F> {
+    /// Wraps `inner` with `plugin` and a failure policy.
+    pub fn with_failure_response(inner: S, plugin: Plugin, on_failure: F) -> Self {
+        HttpWasm { inner, plugin, on_failure }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, F, ReqBody, ResBody> Service<Request<ReqBody>> for HttpWasm<S, F>
+where
+    S: Service<Request<RequestBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    F: FailureResponse,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: std::fmt::Display,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let run = Run { plugin: self.plugin.clone(), on_failure: self.on_failure.clone() };
+        ResponseFuture { inner: Box::pin(run.exchange(inner, req)) }
+    }
+}
+
+struct Run<F> {
+    plugin: Plugin,
+    on_failure: F,
+}
+
+fn box_body<B>(body: B) -> crate::host::BoxBody
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    body.map_frame(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))).map_err(Into::into).boxed_unsync()
+}
+
+/// Collects `body` up to `limit` bytes.
+async fn collect<B>(body: B, limit: usize) -> Result<(VecDeque<Bytes>, Option<HeaderMap>), CollectError<B::Error>>
+where
+    B: Body,
+{
+    let mut body = std::pin::pin!(body);
+    let mut chunks = VecDeque::new();
+    let mut trailers: Option<HeaderMap> = None;
+    let mut held = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(CollectError::Body)?;
+        match frame.into_data() {
+            Ok(mut data) => {
+                held += data.remaining();
+                if held > limit {
+                    return Err(CollectError::TooLarge(limit));
+                }
+                if data.has_remaining() {
+                    chunks.push_back(data.copy_to_bytes(data.remaining()));
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                }
+            }
+        }
+    }
+    Ok((chunks, trailers))
+}
+
+enum CollectError<E> {
+    Body(E),
+    TooLarge(usize),
+}
+
+impl<F: FailureResponse> Run<F> {
+    fn fail<B>(&self, lease: Option<&mut Lease>, error: Error) -> Response<ResponseBody<B>> {
+        if let Some(lease) = lease {
+            lease.discard();
+        }
+        let response = self.on_failure.response(&error);
+        tracing::error!(
+            target: "http_wasm",
+            plugin = self.plugin.name(),
+            error = %error,
+            status = response.status().as_u16(),
+            "guest failed"
+        );
+        let (parts, body) = response.into_parts();
+        let mut res = Response::from_parts(parts, ResponseBody::full(body.clone(), None));
+        set_content_length(res.headers_mut(), Some(body.len() as u64));
+        res
+    }
+
+    async fn exchange<S, ReqBody, ResBody>(
+        self,
+        mut inner: S,
+        req: Request<ReqBody>,
+    ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<RequestBody>, Response = Response<ResBody>>,
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+        ResBody: Body,
+        ResBody::Error: std::fmt::Display,
+    {
+        let mut lease = match self.plugin.acquire().await {
+            Ok(l) => l,
+            Err(e) => return Ok(self.fail(None, e)),
+        };
+        let (parts, body) = req.into_parts();
+        let source_addr =
+            parts.extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| parts.extensions.get::<SocketAddr>().copied());
+        let features = lease.host().module_features;
+        let body_limit = lease.shared().body_limit;
+        let req_body = if body.is_end_stream() {
+            BodyState::default()
+        } else if features.has(Feature::BufferRequest) {
+            // Collected before the call: reads never wait inside the guest.
+            match collect(body, body_limit).await {
+                Ok((chunks, trailers)) => BodyState::complete(chunks, trailers),
+                Err(CollectError::TooLarge(limit)) => {
+                    let e = crate::engine::call_error(
+                        "request body",
+                        Some(&HostError::BodyTooLarge { limit }),
+                        format!("over {limit} bytes"),
+                    );
+                    return Ok(self.fail(None, e));
+                }
+                Err(CollectError::Body(e)) => {
+                    let e = Error::new(crate::error::Kind::Body, "request body failed").with_source(e.into());
+                    return Ok(self.fail(None, e));
+                }
+            }
+        } else {
+            let mut state = BodyState::streaming(box_body(body));
+            if let Err(e) = state.prefetch(PREFETCH_LIMIT) {
+                let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
+                return Ok(self.fail(None, e));
+            }
+            state
+        };
+        let arriving = req_body.source.is_some();
+        lease.host().exchange = Some(Exchange::new(parts, req_body, features, source_addr));
+
+        let result = match tokio::runtime::Handle::try_current() {
+            // A body still arriving: run the guest where its reads may wait
+            // (see `host::body`), never on a runtime thread.
+            Ok(handle) if arriving => {
+                let task = handle.spawn_blocking(move || {
+                    let r = blocking_reads(|| lease.instance().handle_request());
+                    (lease, r)
+                });
+                match task.await {
+                    Ok((l, r)) => {
+                        lease = l;
+                        r
+                    }
+                    Err(_) => {
+                        let e = Error::new(crate::error::Kind::Guest, "handle_request panicked");
+                        return Ok(self.fail(None, e));
+                    }
+                }
+            }
+            Err(_) if arriving => blocking_reads(|| lease.instance().handle_request()),
+            _ => lease.instance().handle_request(),
+        };
+        let raw = match result {
+            Ok(raw) => raw,
+            Err(e) => return Ok(self.fail(Some(&mut lease), e)),
+        };
+        let ctx = match CtxNext::decode(raw) {
+            Ok(ctx) => ctx,
+            Err(v) => {
+                let e = Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}"));
+                return Ok(self.fail(Some(&mut lease), e));
+            }
+        };
+        let Some(mut ex) = lease.host().exchange.take() else {
+            return Ok(self.fail(Some(&mut lease), Error::new(crate::error::Kind::Guest, "exchange lost")));
+        };
+        if !ctx.next {
+            return Ok(short_circuit(ex));
+        }
+
+        // Hand the request on; keep what the guest may still read of it.
+        let (body, framing) = ex.forward_request_body();
+        let mut fwd = Request::new(body);
+        *fwd.method_mut() = ex.request.method.clone();
+        *fwd.uri_mut() = ex.request.uri.clone();
+        *fwd.version_mut() = ex.request.version;
+        *fwd.headers_mut() = ex.request.headers.clone();
+        *fwd.extensions_mut() = std::mem::take(&mut ex.request.extensions);
+        framing.apply(fwd.headers_mut());
+
+        let result = inner.call(fwd).await;
+        ex.phase = Phase::Response;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                lease.host().exchange = Some(ex);
+                if let Err(err) = lease.instance().handle_response(ctx.req_ctx, true) {
+                    let _ = self.fail::<ResBody>(Some(&mut lease), err);
+                }
+                return Err(e);
+            }
+        };
+        let (parts, inner_body) = response.into_parts();
+        // Merge what the guest wrote before next (spec §2.1).
+        if !(ex.status_set && parts.status == StatusCode::OK) {
+            ex.status = parts.status;
+        }
+        if ex.resp_headers.is_empty() {
+            ex.resp_headers = parts.headers;
+        } else {
+            let mut last = None;
+            for (name, value) in parts.headers {
+                if let Some(n) = name {
+                    last = Some(n);
+                }
+                if let Some(n) = &last {
+                    ex.resp_headers.append(n.clone(), value);
+                }
+            }
+        }
+        let guest_trailers = ex.resp_body.trailers.take();
+        let mut is_error = false;
+        let mut passthrough = None;
+        if ex.has(Feature::BufferResponse) {
+            match collect(inner_body, body_limit).await {
+                Ok((chunks, trailers)) => {
+                    let written = if chunks.is_empty() { ex.resp_body.written.take() } else { None };
+                    ex.resp_body = BodyState::complete(chunks, trailers);
+                    ex.resp_body.written = written;
+                }
+                Err(CollectError::Body(e)) => {
+                    tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), error = %e, "response body failed");
+                    is_error = true;
+                }
+                Err(CollectError::TooLarge(limit)) => {
+                    tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), limit, "response body over the buffer limit");
+                    is_error = true;
+                }
+            }
+        } else if inner_body.is_end_stream() && ex.resp_body.written.is_some() {
+            // The guest's body stands when the next handler wrote none.
+        } else {
+            ex.resp_body.written = None;
+            passthrough = Some(inner_body);
+        }
+        if let Some(t) = guest_trailers {
+            let mine = ex.resp_body.trailers.get_or_insert_with(HeaderMap::new);
+            for (k, v) in t.iter() {
+                mine.append(k.clone(), v.clone());
+            }
+        }
+        lease.host().exchange = Some(ex);
+        if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error) {
+            return Ok(self.fail(Some(&mut lease), e));
+        }
+        let Some(ex) = lease.host().exchange.take() else {
+            return Ok(self.fail(Some(&mut lease), Error::new(crate::error::Kind::Guest, "exchange lost")));
+        };
+        if is_error {
+            let e = Error::new(crate::error::Kind::Guest, "the next handler's response body failed");
+            return Ok(self.fail(None, e));
+        }
+        Ok(finish(ex, passthrough))
+    }
+}
+
+/// The response of a guest that did not call next.
+fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
+    let written = ex.resp_body.take_written();
+    let trailers = ex.resp_body.trailers.take();
+    let mut res = Response::new(match written.clone() {
+        Some(w) => ResponseBody::full(w, trailers),
+        None => ResponseBody::buffered(VecDeque::new(), trailers),
+    });
+    *res.status_mut() = ex.status;
+    *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
+    if let Some(w) = written {
+        Framing::Length(w.len() as u64).apply(res.headers_mut());
+    }
+    res
+}
+
+/// The response after `handle_response`.
+fn finish<B>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<B>> {
+    let trailers = ex.resp_body.trailers.take();
+    let (body, framing) = match (passthrough, ex.resp_body.take_written()) {
+        (Some(inner), _) => (ResponseBody::inner(inner, trailers), Framing::Keep),
+        (None, Some(w)) => {
+            let len = w.len() as u64;
+            (ResponseBody::full(w, trailers), Framing::Length(len))
+        }
+        (None, None) => (ResponseBody::buffered(ex.resp_body.take_chunks(), trailers), Framing::Keep),
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = ex.status;
+    *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
+    framing.apply(res.headers_mut());
+    res
+}

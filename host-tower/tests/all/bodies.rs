@@ -1,0 +1,160 @@
+//! Request bodies: reading with and without buffer_request, writing, limits.
+
+use crate::harness::*;
+use bytes::Bytes;
+
+fn payload(n: usize) -> Bytes {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>().into()
+}
+
+/// Reads the request body in `chunk`-byte reads into memory at 65536, then
+/// either answers with what it read (`next == 0`) or continues.
+fn reader(features: i32, chunk: i32, next: i64) -> Vec<u8> {
+    module(&format!(
+        r#"(func (export "handle_request") (result i64) (local $at i32) (local $r i64)
+    (drop (call $enable_features (i32.const {features})))
+    (local.set $at (i32.const 65536))
+    (block $done (loop $more
+      (local.set $r (call $read_body (i32.const 0) (local.get $at) (i32.const {chunk})))
+      (call $assert (i32.le_u (i32.wrap_i64 (local.get $r)) (i32.const {chunk})))
+      (local.set $at (i32.add (local.get $at) (i32.wrap_i64 (local.get $r))))
+      (br_if $done (i64.ne (i64.shr_u (local.get $r) (i64.const 32)) (i64.const 0)))
+      (br $more)))
+    (if (i64.eqz (i64.const {next}))
+      (then (call $write_body (i32.const 1) (i32.const 65536) (i32.sub (local.get $at) (i32.const 65536)))))
+    (i64.const {next}))
+  {NOOP_RESPONSE}"#
+    ))
+}
+
+#[tokio::test]
+async fn guest_reads_the_whole_body_in_chunks() {
+    for &engine in engines() {
+        let body = payload(5000);
+        let got = send(&load(engine, &reader(1, 2048, 0)), post("/", body.clone())).await;
+        assert_eq!(got.status, 200, "[{engine}]");
+        assert_eq!(got.body, body, "[{engine}]");
+    }
+}
+
+#[tokio::test]
+async fn buffer_request_next_receives_the_entire_body() {
+    // The Go host forwards only the last chunk read (904 of 5000 bytes).
+    for &engine in engines() {
+        let body = payload(5000);
+        let plugin = load(engine, &reader(1, 2048, 1));
+        let got = send(&plugin, post("/", body.clone())).await;
+        assert_eq!(got.header("x-echo-len"), "5000", "[{engine}]");
+        assert_eq!(got.header("x-echo-cl"), "5000", "[{engine}]");
+        assert_eq!(got.body, body, "[{engine}]");
+
+        // Chunked, in several frames, with no content-length.
+        let frames = body.chunks(700).map(|c| http_body::Frame::data(Bytes::copy_from_slice(c))).collect();
+        let req = http::Request::post("/").body(Frames::new(frames)).unwrap();
+        let got = send(&plugin, req).await;
+        assert_eq!(got.header("x-echo-len"), "5000", "[{engine}] chunked");
+        assert_eq!(got.body, body, "[{engine}] chunked");
+    }
+}
+
+#[tokio::test]
+async fn module_level_buffer_request_collects_first_and_caps() {
+    for &engine in engines() {
+        let wasm = module(&format!(
+            r#"(func $init (drop (call $enable_features (i32.const 1))))
+  (start $init)
+  (func (export "handle_request") (result i64) (local $r i64)
+    (local.set $r (call $read_body (i32.const 0) (i32.const 65536) (i32.const 2048)))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+        ));
+        let plugin = builder(engine).body_limit(4096).build(&wasm).unwrap();
+        let got = send(&plugin, post("/", payload(4000))).await;
+        assert_eq!(got.header("x-echo-len"), "4000", "[{engine}]");
+        let got = send(&plugin, post("/", payload(5000))).await;
+        assert_eq!(got.status, 413, "[{engine}] over the limit");
+    }
+}
+
+#[tokio::test]
+async fn without_buffer_request_reading_consumes() {
+    for &engine in engines() {
+        let wasm = module(&format!(
+            r#"(func (export "handle_request") (result i64)
+    (call $assert (i64.eq (call $read_body (i32.const 0) (i32.const 65536) (i32.const 2048)) (i64.const 2048)))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+        ));
+        let body = payload(5000);
+        let got = send(&load(engine, &wasm), post("/", body.clone())).await;
+        assert_eq!(got.header("x-echo-len"), "2952", "[{engine}]");
+        assert_eq!(got.body, body.slice(2048..), "[{engine}]");
+        // Never a stale content-length for the shorter body.
+        assert_ne!(got.header("x-echo-cl"), "5000", "[{engine}]");
+    }
+}
+
+#[tokio::test]
+async fn write_body_replaces_then_appends_and_fixes_length() {
+    for &engine in engines() {
+        let wasm = module(&format!(
+            r#"(data (i32.const 0) "abcdef")
+  (func (export "handle_request") (result i64)
+    (call $write_body (i32.const 0) (i32.const 0) (i32.const 3))
+    (call $write_body (i32.const 0) (i32.const 3) (i32.const 3))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+        ));
+        let plugin = load(engine, &wasm);
+        let got = send(&plugin, post("/", "the original, longer body")).await;
+        assert_eq!(&got.body[..], b"abcdef", "[{engine}]");
+        assert_eq!(got.header("x-echo-cl"), "6", "[{engine}]");
+        // A GET without a body gets the guest's body too.
+        let got = send(&plugin, get("/")).await;
+        assert_eq!(&got.body[..], b"abcdef", "[{engine}] GET");
+        assert_eq!(got.header("x-echo-cl"), "6", "[{engine}] GET");
+    }
+}
+
+#[tokio::test]
+async fn empty_write_still_replaces() {
+    for &engine in engines() {
+        let wasm = module(&format!(
+            r#"(func (export "handle_request") (result i64)
+    (call $write_body (i32.const 0) (i32.const 0) (i32.const 0))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+        ));
+        let got = send(&load(engine, &wasm), post("/", "gone")).await;
+        assert_eq!(got.header("x-echo-len"), "0", "[{engine}]");
+        assert_eq!(got.header("x-echo-cl"), "0", "[{engine}]");
+    }
+}
+
+#[tokio::test]
+async fn untouched_body_streams_through_with_its_length() {
+    for &engine in engines() {
+        let wasm = module(&format!(r#"(func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#));
+        let body = payload(70_000);
+        let got = send(&load(engine, &wasm), post("/", body.clone())).await;
+        assert_eq!(got.body, body, "[{engine}]");
+        assert_eq!(got.header("x-echo-cl"), "70000", "[{engine}]");
+    }
+}
+
+#[tokio::test]
+async fn read_body_rejects_zero_limit_and_bad_kind() {
+    for &engine in engines() {
+        for call in [
+            "(call $read_body (i32.const 0) (i32.const 0) (i32.const 0))",
+            "(call $read_body (i32.const 5) (i32.const 0) (i32.const 10))",
+            "(call $read_body (i32.const 0) (i32.const -4) (i32.const 10))",
+        ] {
+            let wasm = module(&format!(
+                r#"(func (export "handle_request") (result i64) (drop {call}) (i64.const 1)) {NOOP_RESPONSE}"#
+            ));
+            let got = send(&load(engine, &wasm), post("/", "abc")).await;
+            assert_eq!(got.status, 500, "[{engine}] {call}");
+        }
+    }
+}

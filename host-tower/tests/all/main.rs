@@ -1,0 +1,13 @@
+//! Integration tests of the host: real wasmtime, real tower services, WAT
+//! guests written for the purpose, and real hyper servers on 127.0.0.1.
+
+mod abi;
+mod bodies;
+mod concurrency;
+mod failures;
+mod harness;
+mod headers;
+mod request_line;
+mod response;
+mod server;
+mod start;
