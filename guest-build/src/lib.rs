@@ -4,7 +4,7 @@
 //! name and get the bytes cargo just produced. The build runs a nested cargo
 //! with its own target directory (`target/guests`: the outer build holds the
 //! lock on `target/`), the workspace's `Cargo.lock`, and the `guest` profile
-//! (small, optimised wasm). Cargo's own freshness check means an unchanged
+//! (small, optimised wasm), building only the crate's `cdylib`. Cargo's own freshness check means an unchanged
 //! guest is not rebuilt; within one process each guest is built once.
 //!
 //! A wasm target missing from the toolchain is added with `rustup target add`
@@ -130,13 +130,21 @@ pub fn build_bytes(package: &str, target: Target) -> Result<Vec<u8>, BuildError>
     std::fs::read(&path).map_err(|e| BuildError(format!("reading {}: {e}", path.display())))
 }
 
+/// Builds `package` for both targets: `(target, module bytes)` each.
+pub fn build_all(package: &str) -> Result<Vec<(Target, Vec<u8>)>, BuildError> {
+    Target::ALL.iter().map(|&t| Ok((t, build_bytes(package, t)?))).collect()
+}
+
 fn build_uncached(package: &str, target: Target) -> Result<PathBuf, BuildError> {
     ensure_target(target)?;
     let root = workspace_root();
     let target_dir = root.join("target").join("guests");
     let out = clean(Command::new(cargo()))
         .current_dir(&root)
-        .args(["build", "--quiet", "--profile", "guest", "-p", package, "--target", target.triple(), "--target-dir"])
+        // `rustc --crate-type cdylib`: only the module, without the rlib a
+        // guest crate also declares for native tests (smaller wasm).
+        .args(["rustc", "--quiet", "--lib", "--crate-type", "cdylib", "--profile", "guest", "-p", package])
+        .args(["--target", target.triple(), "--target-dir"])
         .arg(&target_dir)
         .output()
         .map_err(|e| BuildError(format!("running cargo: {e}")))?;

@@ -14,19 +14,37 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[non_exhaustive]
 pub enum Engine {
     /// [wasmtime](https://wasmtime.dev), with Cranelift. The default.
-    #[default]
+    #[cfg(feature = "wasmtime")]
+    #[cfg_attr(feature = "wasmtime", default)]
     Wasmtime,
+    /// [wasmer](https://wasmer.io), with Cranelift.
+    #[cfg(feature = "wasmer")]
+    #[cfg_attr(not(feature = "wasmtime"), default)]
+    Wasmer,
 }
 
 impl Engine {
     /// Every engine compiled into this build.
-    pub const ALL: &'static [Engine] = &[Engine::Wasmtime];
+    pub const ALL: &'static [Engine] = &[
+        #[cfg(feature = "wasmtime")]
+        Engine::Wasmtime,
+        #[cfg(feature = "wasmer")]
+        Engine::Wasmer,
+    ];
 
-    /// The engine's name: `wasmtime`.
+    /// The engine's name: `wasmtime` or `wasmer`.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "wasmtime")]
             Engine::Wasmtime => "wasmtime",
+            #[cfg(feature = "wasmer")]
+            Engine::Wasmer => "wasmer",
         }
+    }
+
+    /// Parses `wasmtime` or `wasmer`.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.iter().copied().find(|e| e.name() == name)
     }
 }
 
@@ -154,6 +172,12 @@ impl PluginBuilder {
             #[cfg(feature = "wasmtime")]
             Engine::Wasmtime => {
                 let m = crate::engine::wasmtime::WasmtimeModule::compile(wasm.as_ref())?;
+                let imports = m.checked().host_imports.clone();
+                (Arc::new(m), imports)
+            }
+            #[cfg(feature = "wasmer")]
+            Engine::Wasmer => {
+                let m = crate::engine::wasmer::WasmerModule::compile(wasm.as_ref())?;
                 let imports = m.checked().host_imports.clone();
                 (Arc::new(m), imports)
             }

@@ -5,6 +5,8 @@ use crate::error::{Error, Kind};
 use crate::host::abi_check::{self, Checked, Shape};
 use crate::host::{HostError, HostState};
 
+#[cfg(feature = "wasmer")]
+pub(crate) mod wasmer;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;
 

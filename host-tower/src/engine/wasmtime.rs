@@ -155,6 +155,14 @@ fn link(engine: &Engine) -> Result<Linker<StoreData>, Error> {
     Ok(l)
 }
 
+/// Compiles `wasm` only to read its imports and exports.
+pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
+    let engine = Engine::default();
+    let module = Module::new(&engine, wasm)
+        .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))?;
+    Ok(shape(&module))
+}
+
 impl WasmtimeModule {
     pub(crate) fn compile(wasm: &[u8]) -> Result<WasmtimeModule, Error> {
         let mut config = Config::new();

@@ -269,6 +269,12 @@ pub(crate) fn blocking_reads<R>(f: impl FnOnce() -> R) -> R {
     out
 }
 
+/// True inside [`blocking_reads`]: lets a backend that runs the guest on
+/// another thread carry the permission along.
+pub(crate) fn may_block() -> bool {
+    MAY_BLOCK.with(|m| m.get())
+}
+
 /// Waits for `fut` where that is allowed (see the module docs).
 fn wait<F: Future>(fut: F) -> Result<F::Output, HostError> {
     if MAY_BLOCK.with(|m| m.get()) { Ok(park_on(fut)) } else { Err(HostError::WouldBlock) }

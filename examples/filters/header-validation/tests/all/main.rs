@@ -1,0 +1,51 @@
+//! The filter built to wasm (both targets), run through the real host on every engine.
+
+use tower_http_wasm::testing::TestHost;
+
+fn hosts(config: &str) -> Vec<TestHost> {
+    let builds = http_wasm_guest_build::build_all("http-wasm-example-header-validation").unwrap_or_else(|e| panic!("{e}"));
+    builds.iter().flat_map(|(_, wasm)| TestHost::builder().config(config.to_string()).build_each_engine(wasm).unwrap()).collect()
+}
+
+#[test]
+fn bearer_missing_malformed_and_valid() {
+    for host in hosts(r#"{"header":"authorization","kind":"bearer"}"#) {
+        let e = host.engine();
+        let res = host.get("/").send();
+        res.assert_status(401).assert_next_not_called().assert_header("www-authenticate", "Bearer");
+        host.get("/").header("authorization", "Basic abc").send().assert_status(400).assert_next_not_called();
+        host.get("/").header("authorization", "Bearer a b").send().assert_status(400).assert_next_not_called();
+        let ok = host.get("/x").header("authorization", "Bearer abc.DEF-123~+/==").send();
+        ok.assert_status(200).assert_next_called();
+        assert_eq!(ok.received().uri, "/x", "[{e}]");
+        host.get("/").header("authorization", "bearer token").send().assert_status(200);
+    }
+}
+
+#[test]
+fn api_key_with_minimum_length() {
+    for host in hosts(r#"{"header":"x-api-key","kind":"api_key","min_len":16}"#) {
+        host.get("/").send().assert_status(401).assert_next_not_called();
+        host.get("/").header("x-api-key", "short").send().assert_status(400);
+        host.get("/").header("x-api-key", "0123456789abcdef!").send().assert_status(400);
+        host.get("/").header("X-API-KEY", "0123456789abcdef").send().assert_status(200).assert_next_called();
+    }
+}
+
+#[test]
+fn invalid_config_fails_the_load_or_the_request() {
+    let builds = http_wasm_guest_build::build_all("http-wasm-example-header-validation").unwrap();
+    for (target, wasm) in builds {
+        for &engine in tower_http_wasm::Engine::ALL {
+            let built = TestHost::builder().engine(engine).config(r#"{"header":"x"}"#).build(&wasm);
+            // Built at start on wasm32-unknown-unknown (load error), or on the
+            // first request on wasm32-wasip1 (a 500, never a pass).
+            match built {
+                Err(e) => assert!(e.is_start(), "[{engine} {target:?}] {e}"),
+                Ok(host) => {
+                    host.get("/").send().assert_status(500).assert_next_not_called();
+                }
+            }
+        }
+    }
+}

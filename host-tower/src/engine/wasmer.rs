@@ -1,0 +1,397 @@
+//! The wasmer backend (Cranelift).
+//!
+//! Wasmer has no instance-pre and binds imports to a store, so each new
+//! instance builds its import object once; instances then live in the
+//! plugin's pool and are reused. Wasmer lends guest memory through a
+//! `MemoryView` (copying reads and writes) rather than a slice.
+//!
+//! **Threads.** A wasmer 7 `Store` is not `Send`: it must stay on the thread
+//! that made it, while a tower service's future moves between the
+//! runtime's threads. So each wasmer instance lives on a thread of its own
+//! ("instance thread"), and a guest call is a hand-off: the request's
+//! [`Exchange`](crate::host::Exchange) goes to that thread with the call,
+//! and comes back with the result. The caller waits for the result as it
+//! would wait for an inline call (a guest call is synchronous either way),
+//! so the cost is two thread hand-offs per guest call; see the README for
+//! the measured figure. This crate has no `unsafe`, so it does not pretend
+//! the store is `Send`.
+
+use super::{CompiledModule, GuestInstance, call_error, check_shape};
+use crate::error::{Error, Kind};
+use crate::host::abi_check::{Checked, Extern, Shape, WasmType};
+use crate::host::body::{blocking_reads, may_block};
+use crate::host::{Exchange, GuestMemory, HostError, HostState, wasi};
+use std::sync::mpsc;
+use http_wasm_abi::MODULE;
+use std::borrow::Cow;
+use wasmer::{
+    Engine, ExternType, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Memory, MemoryView,
+    Module, RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
+};
+
+struct StoreData {
+    host: HostState,
+    memory: Option<Memory>,
+}
+
+#[derive(Clone)]
+pub(crate) struct WasmerModule {
+    engine: Engine,
+    module: Module,
+    checked: Checked,
+}
+
+fn wasm_type(t: &Type) -> WasmType {
+    match t {
+        Type::I32 => WasmType::I32,
+        Type::I64 => WasmType::I64,
+        Type::F32 => WasmType::F32,
+        Type::F64 => WasmType::F64,
+        Type::V128 => WasmType::V128,
+        _ => WasmType::Ref,
+    }
+}
+
+fn extern_of(t: &ExternType) -> Extern {
+    match t {
+        ExternType::Function(f) => Extern::Func {
+            params: f.params().iter().map(wasm_type).collect(),
+            results: f.results().iter().map(wasm_type).collect(),
+        },
+        ExternType::Memory(_) => Extern::Memory,
+        ExternType::Table(_) => Extern::Table,
+        ExternType::Global(_) => Extern::Global,
+        _ => Extern::Other,
+    }
+}
+
+fn shape(module: &Module) -> Shape {
+    Shape {
+        imports: module.imports().map(|i| (i.module().to_string(), i.name().to_string(), extern_of(i.ty()))).collect(),
+        exports: module.exports().map(|e| (e.name().to_string(), extern_of(e.ty()))).collect(),
+    }
+}
+
+fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
+    // Refuse text: the public API takes binary modules on both engines.
+    if !wasm.starts_with(b"\0asm") {
+        return Err(Error::new(Kind::Compile, "not a valid wasm module").with_source("missing the \\0asm magic"));
+    }
+    Module::new(engine, wasm).map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
+}
+
+/// Compiles `wasm` only to read its imports and exports.
+pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
+    Ok(shape(&compile_module(&Engine::from(wasmer::sys::Cranelift::default()), wasm)?))
+}
+
+impl WasmerModule {
+    pub(crate) fn compile(wasm: &[u8]) -> Result<WasmerModule, Error> {
+        let engine = Engine::from(wasmer::sys::Cranelift::default());
+        let module = compile_module(&engine, wasm)?;
+        let checked = check_shape(&shape(&module))?;
+        Ok(WasmerModule { engine, module, checked })
+    }
+
+    pub(crate) fn checked(&self) -> &Checked {
+        &self.checked
+    }
+}
+
+/// Guest memory seen through a wasmer `MemoryView`.
+struct ViewMemory<'a>(MemoryView<'a>);
+
+impl GuestMemory for ViewMemory<'_> {
+    fn read(&self, ptr: u32, len: u32) -> Result<Cow<'_, [u8]>, HostError> {
+        let start = ptr as u64;
+        self.0
+            .copy_range_to_vec(start..start + len as u64)
+            .map(Cow::Owned)
+            .map_err(|_| HostError::OutOfBounds { ptr, len })
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), HostError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| HostError::OutOfBounds { ptr, len: u32::MAX })?;
+        if (ptr as u64 + len as u64) > self.0.data_size() {
+            return Err(HostError::OutOfBounds { ptr, len });
+        }
+        self.0.write(ptr as u64, bytes).map_err(|_| HostError::OutOfBounds { ptr, len })
+    }
+}
+
+/// Runs `f` with the guest memory and host state of a call.
+fn with<R>(
+    env: &mut FunctionEnvMut<'_, StoreData>,
+    f: impl FnOnce(&mut ViewMemory<'_>, &mut HostState) -> Result<R, HostError>,
+) -> Result<R, HostError> {
+    let (data, store): (&mut StoreData, StoreMut<'_>) = env.data_and_store_mut();
+    let memory = data.memory.clone().ok_or(HostError::NoRequest("memory access before the memory export exists"))?;
+    let mut mem = ViewMemory(memory.view(&store));
+    f(&mut mem, &mut data.host)
+}
+
+macro_rules! bind {
+    ($imports:ident, $store:ident, $env:ident, $name:literal, |$h:ident, $m:ident $(, $a:ident)*| $body:expr) => {
+        $imports.define(
+            MODULE,
+            $name,
+            Function::new_typed_with_env(&mut *$store, $env, |mut env: FunctionEnvMut<'_, StoreData> $(, $a: i32)*| {
+                with(&mut env, |$m, $h| $body)
+            }),
+        );
+    };
+}
+
+fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
+    let mut i = Imports::new();
+    let s = store;
+    i.define(
+        MODULE,
+        "enable_features",
+        Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, f: i32| {
+            e.data_mut().host.enable_features(f)
+        }),
+    );
+    i.define(
+        MODULE,
+        "log_enabled",
+        Function::new_typed_with_env(&mut *s, env, |e: FunctionEnvMut<'_, StoreData>, level: i32| {
+            e.data().host.log_enabled(level)
+        }),
+    );
+    i.define(
+        MODULE,
+        "log",
+        Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, level: i32, ptr: i32, len: i32| {
+            let _ = with(&mut e, |m, h| {
+                h.log(m, level, ptr as u32, len as u32);
+                Ok(())
+            });
+        }),
+    );
+    i.define(
+        MODULE,
+        "get_status_code",
+        Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>| {
+            e.data_mut().host.get_status_code()
+        }),
+    );
+    i.define(
+        MODULE,
+        "set_status_code",
+        Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, code: i32| {
+            e.data_mut().host.set_status_code(code)
+        }),
+    );
+    bind!(i, s, env, "get_config", |h, m, buf, limit| h.get_config(m, buf as u32, limit as u32));
+    bind!(i, s, env, "get_header_names", |h, m, kind, buf, limit| h.get_header_names(m, kind, buf as u32, limit as u32));
+    bind!(i, s, env, "get_header_values", |h, m, kind, name, name_len, buf, limit| {
+        h.get_header_values(m, kind, name as u32, name_len as u32, buf as u32, limit as u32)
+    });
+    bind!(i, s, env, "set_header_value", |h, m, kind, name, name_len, value, value_len| {
+        h.set_header_value(m, kind, name as u32, name_len as u32, value as u32, value_len as u32)
+    });
+    bind!(i, s, env, "add_header_value", |h, m, kind, name, name_len, value, value_len| {
+        h.add_header_value(m, kind, name as u32, name_len as u32, value as u32, value_len as u32)
+    });
+    bind!(i, s, env, "remove_header", |h, m, kind, name, name_len| h.remove_header(m, kind, name as u32, name_len as u32));
+    bind!(i, s, env, "read_body", |h, m, kind, buf, limit| h.read_body(m, kind, buf as u32, limit as u32));
+    bind!(i, s, env, "write_body", |h, m, kind, ptr, len| h.write_body(m, kind, ptr as u32, len as u32));
+    bind!(i, s, env, "get_method", |h, m, buf, limit| h.get_method(m, buf as u32, limit as u32));
+    bind!(i, s, env, "set_method", |h, m, ptr, len| h.set_method(m, ptr as u32, len as u32));
+    bind!(i, s, env, "get_uri", |h, m, buf, limit| h.get_uri(m, buf as u32, limit as u32));
+    bind!(i, s, env, "set_uri", |h, m, ptr, len| h.set_uri(m, ptr as u32, len as u32));
+    bind!(i, s, env, "get_protocol_version", |h, m, buf, limit| h.get_protocol_version(m, buf as u32, limit as u32));
+    bind!(i, s, env, "get_source_addr", |h, m, buf, limit| h.get_source_addr(m, buf as u32, limit as u32));
+
+    for func in wasi::FUNCS {
+        let conv = |t: &http_wasm_abi::ValType| match t {
+            http_wasm_abi::ValType::I32 => Type::I32,
+            http_wasm_abi::ValType::I64 => Type::I64,
+        };
+        let ty = FunctionType::new(func.params.iter().map(conv).collect::<Vec<_>>(), func.results.iter().map(conv).collect::<Vec<_>>());
+        let f = Function::new_with_env(&mut *s, env, ty, move |mut e: FunctionEnvMut<'_, StoreData>, params: &[Value]| {
+            let args: Vec<i64> = params
+                .iter()
+                .map(|v| match v {
+                    Value::I32(x) => *x as u32 as i64,
+                    Value::I64(x) => *x,
+                    _ => 0,
+                })
+                .collect();
+            let out = with(&mut e, |m, h| wasi::call(h, m, func, &args)).map_err(|e| RuntimeError::user(Box::new(e)))?;
+            Ok(out.map(|v| vec![Value::I32(v as i32)]).unwrap_or_default())
+        });
+        i.define(wasi::MODULE, func.name, f);
+    }
+    i
+}
+
+fn host_error(e: &RuntimeError) -> Option<&HostError> {
+    e.downcast_ref::<HostError>()
+}
+
+fn start_error(what: &str, detail: String) -> Error {
+    Error::new(Kind::Start, format!("{what} failed")).with_source(detail)
+}
+
+impl CompiledModule for WasmerModule {
+    fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let shared = host.shared.clone();
+        let module = WasmerModule { engine: self.engine.clone(), module: self.module.clone(), checked: self.checked.clone() };
+        std::thread::Builder::new()
+            .name(format!("wasmer-{}", shared.name))
+            .spawn(move || {
+                let mut instance = match module.instantiate_here(host) {
+                    Ok(i) => {
+                        let features = i.env.as_ref(&i.store).host.module_features;
+                        let _ = ready_tx.send(Ok(features));
+                        i
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Serve calls until the pool drops the proxy.
+                while let Ok(job) = inbox.recv() {
+                    instance.host().exchange = job.exchange;
+                    let mut run = || match job.call {
+                        Call::Request => instance.handle_request(),
+                        Call::Response(ctx, is_error) => instance.handle_response(ctx, is_error).map(|()| 0),
+                    };
+                    let result = if job.may_block { blocking_reads(run) } else { run() };
+                    let exchange = instance.host().exchange.take();
+                    if job.reply.send((exchange, result)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::new(Kind::Start, "could not start a wasmer instance thread").with_source(e))?;
+        let features = ready_rx
+            .recv()
+            .map_err(|_| Error::new(Kind::Start, "the wasmer instance thread ended during start"))??;
+        let mut host = HostState::new(shared);
+        host.module_features = features;
+        Ok(Box::new(Proxy { host, jobs }))
+    }
+}
+
+/// A call for an instance thread.
+enum Call {
+    Request,
+    Response(u32, bool),
+}
+
+type Reply = (Option<Exchange>, Result<i64, Error>);
+
+struct Job {
+    call: Call,
+    exchange: Option<Exchange>,
+    may_block: bool,
+    reply: mpsc::SyncSender<Reply>,
+}
+
+/// The `Send` side of an instance that lives on its own thread.
+struct Proxy {
+    host: HostState,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Proxy {
+    fn call(&mut self, call: Call) -> Result<i64, Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Job { call, exchange: self.host.exchange.take(), may_block: may_block(), reply };
+        let lost = || Error::new(Kind::Guest, "the wasmer instance thread ended");
+        self.jobs.send(job).map_err(|_| lost())?;
+        let (exchange, result) = answer.recv().map_err(|_| lost())?;
+        self.host.exchange = exchange;
+        result
+    }
+}
+
+impl GuestInstance for Proxy {
+    fn host(&mut self) -> &mut HostState {
+        &mut self.host
+    }
+
+    fn handle_request(&mut self) -> Result<i64, Error> {
+        self.call(Call::Request)
+    }
+
+    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
+        self.call(Call::Response(req_ctx, is_error)).map(|_| ())
+    }
+}
+
+impl WasmerModule {
+    /// A new instance on the current thread, its start function run.
+    fn instantiate_here(&self, host: HostState) -> Result<WasmerInstance, Error> {
+        let mut store = Store::new(self.engine.clone());
+        let env = FunctionEnv::new(&mut store, StoreData { host, memory: None });
+        let imports = imports(&mut store, &env);
+        let instance =
+            Instance::new(&mut store, &self.module, &imports).map_err(|e| start_error("instantiation", e.to_string()))?;
+        let memory = instance
+            .exports
+            .get_memory(http_wasm_abi::MEMORY)
+            .map_err(|_| Error::new(Kind::Abi, "export memory: missing"))?
+            .clone();
+        env.as_mut(&mut store).memory = Some(memory);
+        let start = if self.checked.reactor {
+            Some("_initialize")
+        } else if self.checked.command {
+            Some("_start")
+        } else {
+            None
+        };
+        if let Some(name) = start {
+            let f: TypedFunction<(), ()> =
+                instance.exports.get_typed_function(&store, name).map_err(|e| start_error(name, e.to_string()))?;
+            if let Err(e) = f.call(&mut store) {
+                match host_error(&e) {
+                    Some(HostError::Exit(0)) => {}
+                    _ => return Err(start_error(name, e.message())),
+                }
+            }
+        }
+        let handle_request = instance
+            .exports
+            .get_typed_function(&store, http_wasm_abi::HANDLE_REQUEST)
+            .map_err(|e| start_error("handle_request", e.to_string()))?;
+        let handle_response = instance
+            .exports
+            .get_typed_function(&store, http_wasm_abi::HANDLE_RESPONSE)
+            .map_err(|e| start_error("handle_response", e.to_string()))?;
+        Ok(WasmerInstance { store, env, handle_request, handle_response })
+    }
+}
+
+struct WasmerInstance {
+    store: Store,
+    env: FunctionEnv<StoreData>,
+    handle_request: TypedFunction<(), i64>,
+    handle_response: TypedFunction<(i32, i32), ()>,
+}
+
+fn guest_call_error(phase: &str, e: RuntimeError) -> Error {
+    call_error(phase, host_error(&e), e.message())
+}
+
+impl WasmerInstance {
+    fn host(&mut self) -> &mut HostState {
+        &mut self.env.as_mut(&mut self.store).host
+    }
+
+    fn handle_request(&mut self) -> Result<i64, Error> {
+        self.handle_request.call(&mut self.store).map_err(|e| guest_call_error("handle_request", e))
+    }
+
+    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
+        self.handle_response
+            .call(&mut self.store, req_ctx as i32, is_error as i32)
+            .map_err(|e| guest_call_error("handle_response", e))
+    }
+}
