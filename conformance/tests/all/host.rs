@@ -13,7 +13,21 @@ use tower::ServiceBuilder;
 use tower_http_wasm::{Engine, HttpWasmLayer, Plugin, RequestBody, SourceAddr};
 
 /// The request body between hyper and the plugin's layer.
-pub type Boxed = UnsyncBoxBody<Bytes, BoxError>;
+pub type Boxed = UnsyncBoxBody<Bytes, BodyError>;
+
+/// The error of [`Boxed`]: a concrete type, because a body whose error is
+/// `Box<dyn Error>` itself makes the layer's future fail the `Send` check
+/// with "implementation of `From` is not general enough" when spawned.
+#[derive(Debug)]
+pub struct BodyError(pub BoxError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {}
 
 /// What a test's own layer does to each request before the plugin sees it.
 pub type Tamper = Arc<dyn Fn(http::Request<Boxed>) -> http::Request<Boxed> + Send + Sync>;
@@ -50,7 +64,7 @@ pub async fn serve(plugin: Plugin, tamper: Option<Tamper>) -> SocketAddr {
             let tamper = tamper.clone();
             let svc = ServiceBuilder::new()
                 .map_request(move |req: http::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(|b| b.map_err(BoxError::from).boxed_unsync());
+                    let mut req = req.map(|b| b.map_err(|e| BodyError(Box::new(e))).boxed_unsync());
                     req.extensions_mut().insert(SourceAddr(peer));
                     match &tamper {
                         Some(t) => t(req),

@@ -3,10 +3,10 @@
 //! a `map_request` layer of the test's own in front of it: no switch in
 //! the public API.
 
-use crate::host::{Boxed, Tamper, plugin, serve};
+use crate::host::{BodyError, Boxed, Tamper, plugin, serve};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use http_wasm_conformance::{BoxError, Outcome, RunOptions, run};
+use http_wasm_conformance::{Outcome, RunOptions, run};
 use std::sync::Arc;
 use tower_http_wasm::Engine;
 
@@ -56,12 +56,12 @@ async fn altered_body_fails_the_body_cases() {
 /// The body collected, its first byte flipped, as one frame (keeps the length).
 fn futures_flip(body: Boxed) -> Boxed {
     let stream = async move {
-        let bytes = body.collect().await?.to_bytes();
+        let bytes = body.collect().await.map_err(|e| BodyError(Box::new(e)))?.to_bytes();
         let mut v = bytes.to_vec();
         if let Some(b) = v.first_mut() {
             *b ^= 0xff;
         }
-        Ok::<_, BoxError>(Bytes::from(v))
+        Ok::<_, BodyError>(Bytes::from(v))
     };
     Deferred::new(stream).boxed_unsync()
 }
@@ -79,15 +79,15 @@ impl<F> Deferred<F> {
 
 impl<F> http_body::Body for Deferred<F>
 where
-    F: std::future::Future<Output = Result<Bytes, BoxError>>,
+    F: std::future::Future<Output = Result<Bytes, BodyError>>,
 {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
         let Some(fut) = self.fut.as_mut() else { return std::task::Poll::Ready(None) };
         let out = std::task::ready!(fut.as_mut().poll(cx));
         self.fut = None;
