@@ -1,1 +1,97 @@
-fn main() {}
+//! `http-wasm`: run http-wasm filters as a reverse proxy, inspect modules,
+//! and run the conformance suite.
+//!
+//! ```text
+//! http-wasm serve [--listen ADDR] [--upstream URL [--upstream-http2]]
+//!                 [--filter FILE [--config STRING | --config-file FILE]]... | [--dapr DIR_OR_FILE]...
+//! http-wasm inspect FILE [--engine wasmtime]
+//! http-wasm build-examples --out DIR
+//! http-wasm conformance backend [--listen ADDR]
+//! http-wasm conformance run --url URL [--format table|json] [--filter SUBSTR] [--http2]
+//! http-wasm conformance guest --out FILE [--config-out FILE]
+//! ```
+
+mod conformance;
+mod embedded;
+mod examples;
+mod inspect;
+mod serve;
+mod serve_cmd;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::process::ExitCode;
+use tower_http_wasm::Engine;
+
+#[derive(Debug, Parser)]
+#[command(name = "http-wasm", version, about = "Run, inspect and test http-wasm filters")]
+struct Cli {
+    /// Log filter (tracing's `RUST_LOG` syntax; `RUST_LOG` wins when set).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run filters as a reverse proxy in front of an upstream (or a built-in
+    /// echo backend). Without filters, upstream or Dapr files: a demo.
+    Serve(serve_cmd::ServeArgs),
+    /// Show a module's imports, exports and ABI problems.
+    Inspect(inspect::InspectArgs),
+    /// Write the example filters' modules (router, header-validation, harden) to a directory.
+    BuildExamples(examples::BuildExamplesArgs),
+    /// The conformance suite: its backend, its runner and its guest.
+    Conformance {
+        #[command(subcommand)]
+        command: conformance::ConformanceCommand,
+    },
+}
+
+/// The engine named `name`.
+pub fn engine(name: &str) -> Result<Engine, String> {
+    Engine::ALL.iter().copied().find(|e| e.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+        format!("unknown engine {name:?} (this build has: {})", known.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let sub = matches.subcommand_matches("serve").expect("the serve subcommand matched");
+                serve_cmd::run(args, sub).await
+            }
+            Command::Inspect(args) => inspect::run(args),
+            Command::BuildExamples(args) => examples::run(args),
+            Command::Conformance { command } => conformance::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

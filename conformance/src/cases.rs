@@ -192,7 +192,9 @@ pub enum Check {
     /// The backend's echoed `content-length` (`x-echo-header-content-length`),
     /// when present, equals the length of the body the backend received.
     EchoFraming,
-    /// A response trailer's values (HTTP/2 only: see the crate docs).
+    /// A response trailer's values. Over HTTP/1.1 the runner sends
+    /// `te: trailers` and the backend declares its trailers in `trailer`,
+    /// so a host must frame the response chunked to deliver them.
     Trailer(&'static str, &'static [&'static str]),
 }
 
@@ -246,13 +248,28 @@ const ECHO_5000: &[Check] = &[Check::Body(Pattern(5000)), EchoFraming];
 /// Every case, in the order the runner sends them.
 pub const CASES: &[Case] = &[
     // ----- request line -----
-    case("protocol_version", "§4 get_protocol_version", "get_protocol_version names the protocol the client used", Request::GET),
+    case(
+        "protocol_version",
+        "§4 get_protocol_version",
+        "get_protocol_version names the protocol the client used",
+        Request::GET,
+    ),
     case("method_get", "§4 get_method", "get_method reports GET", Request::GET),
-    case("method_head", "§4 get_method", "get_method reports HEAD (verdict in headers: no body)", Request::method("HEAD")),
+    case(
+        "method_head",
+        "§4 get_method",
+        "get_method reports HEAD (verdict in headers: no body)",
+        Request::method("HEAD"),
+    ),
     case("method_post", "§4 get_method", "get_method reports POST", Request::method("POST")),
     case("method_put", "§4 get_method", "get_method reports PUT", Request::method("PUT")),
     case("method_delete", "§4 get_method", "get_method reports DELETE", Request::method("DELETE")),
-    case("method_connect", "§4 get_method", "get_method reports CONNECT (authority-form target)", Request::method("CONNECT")),
+    case(
+        "method_connect",
+        "§4 get_method",
+        "get_method reports CONNECT (authority-form target)",
+        Request::method("CONNECT"),
+    ),
     case("method_options", "§4 get_method", "get_method reports OPTIONS", Request::method("OPTIONS")),
     case("method_trace", "§4 get_method", "get_method reports TRACE", Request::method("TRACE")),
     case("method_patch", "§4 get_method", "get_method reports PATCH", Request::method("PATCH")),
@@ -268,9 +285,14 @@ pub const CASES: &[Case] = &[
         "get_uri keeps percent-escapes as received",
         Request::GET.uri("/v1.0/hello%20world?name=chip%26dale&path=%2Fa%2Fb"),
     ),
-    case("uri_set_path", "§4 set_uri", "set_uri replaces the path the next handler receives", Request::GET.uri("/old?q=1"))
-        .param("/v2/next")
-        .checks(&[Header("x-echo-uri", &["/v2/next"])]),
+    case(
+        "uri_set_path",
+        "§4 set_uri",
+        "set_uri replaces the path the next handler receives",
+        Request::GET.uri("/old?q=1"),
+    )
+    .param("/v2/next")
+    .checks(&[Header("x-echo-uri", &["/v2/next"])]),
     case("uri_set_query", "§4 set_uri", "set_uri replaces path and query", Request::GET.uri("/old"))
         .param("/v2/next?name=panda&n=1")
         .checks(&[Header("x-echo-uri", &["/v2/next?name=panda&n=1"])]),
@@ -317,7 +339,12 @@ pub const CASES: &[Case] = &[
         "names sent in mixed case are reported lowercased (raw HTTP/1.1)",
         Request { raw_http1: true, ..Request::GET.headers(&[("X-Conf-MiXed", "1")]) },
     ),
-    case("header_host", "§4 get_header_names", "`host` is a request header with the authority the client used", Request::GET),
+    case(
+        "header_host",
+        "§4 get_header_names",
+        "`host` is a request header with the authority the client used",
+        Request::GET,
+    ),
     case(
         "header_set",
         "§4 set_header_value",
@@ -359,12 +386,32 @@ pub const CASES: &[Case] = &[
     ),
     // ----- configuration, logging, features -----
     case("config_bytes", "§4 get_config", "get_config returns GUEST_CONFIG byte for byte (not UTF-8)", Request::GET),
-    case("log_enabled_levels", "§4 log_enabled", "log_enabled is 0 or 1, monotonic, 0 for none and invalid levels", Request::GET),
+    case(
+        "log_enabled_levels",
+        "§4 log_enabled",
+        "log_enabled is 0 or 1, monotonic, 0 for none and invalid levels",
+        Request::GET,
+    ),
     case("log_never_traps", "§4 log", "log ignores invalid levels, pointers and UTF-8", Request::GET),
     case("features_module", "§4 enable_features", "features enabled at start apply to each request", Request::GET),
-    case("features_per_request", "§4 enable_features", "enable_features during a request adds to the set", Request::GET),
-    case("features_not_leaked", "§4 enable_features", "per-request features do not outlive their request", Request::GET),
-    case("features_unknown_bits", "§4 enable_features", "unknown feature bits are never reported enabled", Request::GET),
+    case(
+        "features_per_request",
+        "§4 enable_features",
+        "enable_features during a request adds to the set",
+        Request::GET,
+    ),
+    case(
+        "features_not_leaked",
+        "§4 enable_features",
+        "per-request features do not outlive their request",
+        Request::GET,
+    ),
+    case(
+        "features_unknown_bits",
+        "§4 enable_features",
+        "unknown feature bits are never reported enabled",
+        Request::GET,
+    ),
     // ----- connection -----
     case("source_addr", "§4 get_source_addr", "get_source_addr is `ip:port` of the client", Request::GET),
     // ----- request bodies -----
@@ -373,7 +420,12 @@ pub const CASES: &[Case] = &[
     case("body_read_100", "§4 read_body", "a 100-byte body", Request::post(Pattern(100))),
     case("body_read_4096", "§4 read_body", "a 4096-byte body read in chunks", Request::post(Pattern(4096))),
     case("body_read_5000", "§4 read_body", "a 5000-byte body read in chunks", Request::post(Pattern(5000))),
-    case("body_read_chunked", "§4 read_body", "a 5000-byte chunked body read in chunks", Request::post(Pattern(5000)).chunked()),
+    case(
+        "body_read_chunked",
+        "§4 read_body",
+        "a 5000-byte chunked body read in chunks",
+        Request::post(Pattern(5000)).chunked(),
+    ),
     case(
         "body_buffer_request_forward",
         "§4.2",
@@ -502,12 +554,7 @@ pub const CASES: &[Case] = &[
         Request::post(Pattern(5000)),
     )
     .checks(&[Check::Body(Text(b"replaced")), Frames]),
-    case(
-        "status_default_before_next",
-        "§4 get_status_code",
-        "before next, get_status_code is 200",
-        Request::GET,
-    ),
+    case("status_default_before_next", "§4 get_status_code", "before next, get_status_code is 200", Request::GET),
     case(
         "before_next_headers",
         "§2.1",
@@ -585,15 +632,22 @@ pub const CASES: &[Case] = &[
         .flow(Flow::Trap),
     case("trap_handle_response", "§3 errors", "a trap in handle_response gives an error response", Request::GET)
         .flow(Flow::Trap),
-    case("trap_read_body_zero_limit", "§3 read_body", "read_body with limit 0 is a guest error", Request::post(Text(b"x")))
+    case(
+        "trap_read_body_zero_limit",
+        "§3 read_body",
+        "read_body with limit 0 is a guest error",
+        Request::post(Text(b"x")),
+    )
+    .flow(Flow::Trap),
+    case("trap_invalid_header_kind", "§4.1", "a header kind outside 0..=3 is a guest error", Request::GET)
         .flow(Flow::Trap),
-    case("trap_invalid_header_kind", "§4.1", "a header kind outside 0..=3 is a guest error", Request::GET).flow(Flow::Trap),
     case("trap_invalid_body_kind", "§4.1", "a body kind outside 0..=1 is a guest error", Request::GET).flow(Flow::Trap),
     case("trap_empty_header_name", "§4.1", "an empty header name is a guest error", Request::GET).flow(Flow::Trap),
     case("trap_invalid_header_value", "§4.1", "a header value with CR LF is a guest error", Request::GET)
         .flow(Flow::Trap),
     case("trap_set_method_empty", "§4 set_method", "an empty method is a guest error", Request::GET).flow(Flow::Trap),
-    case("trap_set_status_invalid", "§4 set_status_code", "status 1000 is a guest error", Request::GET).flow(Flow::Trap),
+    case("trap_set_status_invalid", "§4 set_status_code", "status 1000 is a guest error", Request::GET)
+        .flow(Flow::Trap),
     case("trap_next_flag", "§2", "a next flag other than 0 or 1 is a guest error", Request::GET).flow(Flow::Trap),
     case("trap_out_of_bounds", "§3 errors", "a buffer outside guest memory is a guest error", Request::GET)
         .flow(Flow::Trap),

@@ -111,7 +111,8 @@ impl Target {
     /// the case, on a connection of its own.
     async fn send_raw(&self, case: &Case, step: Option<&str>) -> Result<Got, String> {
         let r = &case.request;
-        let mut text = format!("{} {} HTTP/1.1\r\nHost: {}\r\n{CASE_HEADER}: {}\r\n", r.method, r.uri, self.authority(), case.id);
+        let mut text =
+            format!("{} {} HTTP/1.1\r\nHost: {}\r\n{CASE_HEADER}: {}\r\n", r.method, r.uri, self.authority(), case.id);
         if let Some(step) = step {
             text.push_str(&format!("{STEP_HEADER}: {}\r\n", step_value(step)));
         }
@@ -206,8 +207,9 @@ mod tests {
         assert_eq!(got.status, 418);
         assert_eq!(got.header("x-a").as_deref(), Some("1"));
         assert_eq!(&got.body[..], b"abc");
-        let got = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-            .unwrap();
+        let got =
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+                .unwrap();
         assert_eq!(&got.body[..], b"abcde");
     }
 }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,6 +17,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Frames {
     frames: VecDeque<Result<Frame<Bytes>, String>>,
     exact: Option<u64>,
+    /// Waits this long before yielding an error, so that what came before
+    /// it is flushed to the peer first.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Frames {
@@ -28,7 +32,7 @@ impl Frames {
         if !data.is_empty() {
             frames.push_back(Ok(Frame::data(data)));
         }
-        Frames { frames, exact }
+        Frames { frames, exact, pause: None }
     }
 
     /// `data` in frames of at most `chunk` bytes, then `trailers` if any,
@@ -39,13 +43,15 @@ impl Frames {
         if let Some(t) = trailers {
             frames.push_back(Ok(Frame::trailers(t)));
         }
-        Frames { frames, exact: None }
+        Frames { frames, exact: None, pause: None }
     }
 
-    /// `data`, then an error with `message`.
+    /// `data`, then (after a pause of 50 ms that lets a server flush the
+    /// response head and `data`) an error with `message`.
     pub fn failing(data: impl Into<Bytes>, message: &str) -> Frames {
         let frames = VecDeque::from([Ok(Frame::data(data.into())), Err(message.to_string())]);
-        Frames { frames, exact: None }
+        let pause = Some(Box::pin(tokio::time::sleep(std::time::Duration::from_millis(50))));
+        Frames { frames, exact: None, pause }
     }
 }
 
@@ -64,7 +70,13 @@ impl Body for Frames {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if matches!(self.frames.front(), Some(Err(_)))
+            && let Some(pause) = self.pause.as_mut()
+        {
+            std::task::ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
         Poll::Ready(self.frames.pop_front().map(|f| f.map_err(|m| Box::new(FrameError(m)) as BoxError)))
     }
 

@@ -63,9 +63,10 @@
 //!   `handle_response` and reports it on the next request. It reports
 //!   `unsupported` if that request lands on another instance.
 //!
-//! Trailer checks of the client's response ([`cases::Check::Trailer`]) are
-//! made over HTTP/2 only: hyper's HTTP/1.1 server sends trailers only with
-//! chunked framing, which a host that knows the body's length need not use.
+//! Response trailers ([`cases::Check::Trailer`]) are checked over both
+//! protocols: over HTTP/1.1 the runner asks for them (`te: trailers`) and
+//! the backend declares them (`trailer`), so a host must send such a
+//! response chunked rather than with a `content-length`.
 //!
 //! # The backend
 //!
@@ -103,9 +104,7 @@ mod frames;
 mod report;
 pub mod runner;
 
-pub use cases::{
-    CASE_HEADER, CASES, Case, DETAIL_HEADER, GUEST_CONFIG, RESULT_HEADER, STEP_HEADER,
-};
+pub use cases::{CASE_HEADER, CASES, Case, DETAIL_HEADER, GUEST_CONFIG, RESULT_HEADER, STEP_HEADER};
 pub use frames::{BoxError, Frames};
 pub use report::{CaseResult, Outcome, Report};
 pub use runner::{RunError, RunOptions, run};

@@ -1,6 +1,8 @@
 //! Sends every case to a host and judges the answers.
 
-use crate::cases::{self, AUTHORITY_HEADER, CASES, Case, Check, DETAIL_HEADER, Flow, PROTOCOL_HEADER, RESULT_HEADER, SOURCE_IP_HEADER};
+use crate::cases::{
+    self, AUTHORITY_HEADER, CASES, Case, Check, DETAIL_HEADER, Flow, PROTOCOL_HEADER, RESULT_HEADER, SOURCE_IP_HEADER,
+};
 use crate::client::{Got, Target, body_bytes};
 use crate::report::{CaseResult, Outcome, Report};
 use http::{HeaderName, HeaderValue, Uri};
@@ -93,18 +95,18 @@ async fn send(target: &Target, case: &Case, step: Option<&str>, timeout: Duratio
 
 async fn run_case(target: &Target, case: &Case, timeout: Duration) -> (Outcome, String) {
     match case.flow {
-        Flow::Verdict => judge(case, send(target, case, None, timeout).await, target.http2),
+        Flow::Verdict => judge(case, send(target, case, None, timeout).await),
         Flow::Setup => {
             // The setup response is allowed to be anything, even a failure.
             let _ = send(target, case, Some("setup"), timeout).await;
-            judge(case, send(target, case, None, timeout).await, target.http2)
+            judge(case, send(target, case, None, timeout).await)
         }
         Flow::Trap => {
             let first = judge_trap(send(target, case, None, timeout).await);
             if first.0 != Outcome::Pass {
                 return first;
             }
-            match judge(case, send(target, case, Some("after"), timeout).await, target.http2) {
+            match judge(case, send(target, case, Some("after"), timeout).await) {
                 (Outcome::Pass, _) => first,
                 (o, d) => (o, format!("the request after the failure: {d}")),
             }
@@ -138,7 +140,7 @@ fn short(s: &str) -> String {
     if s.len() > 160 { format!("{}...", &s[..s.floor_char_boundary(160)]) } else { s.to_string() }
 }
 
-fn judge(case: &Case, got: Result<Got, String>, http2: bool) -> (Outcome, String) {
+fn judge(case: &Case, got: Result<Got, String>) -> (Outcome, String) {
     let got = match got {
         Ok(g) => g,
         Err(e) => return (Outcome::Fail, e),
@@ -158,14 +160,14 @@ fn judge(case: &Case, got: Result<Got, String>, http2: bool) -> (Outcome, String
         }
     }
     for check in case.checks {
-        if let Err(e) = apply(check, &got, http2) {
+        if let Err(e) = apply(check, &got) {
             return (Outcome::Fail, e);
         }
     }
     (Outcome::Pass, String::new())
 }
 
-fn apply(check: &Check, got: &Got, http2: bool) -> Result<(), String> {
+fn apply(check: &Check, got: &Got) -> Result<(), String> {
     match *check {
         Check::Status(s) => {
             if got.status.as_u16() != s {
@@ -220,11 +222,6 @@ fn apply(check: &Check, got: &Got, http2: bool) -> Result<(), String> {
             }
         }
         Check::Trailer(name, expected) => {
-            // hyper's HTTP/1.1 server sends trailers only for chunked
-            // responses: a host that knows the length legitimately drops them.
-            if !http2 {
-                return Ok(());
-            }
             let values: Vec<String> = got
                 .trailers
                 .as_ref()

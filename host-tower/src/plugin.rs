@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_wasm_abi::{Features, HostFunction, LogLevel};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which WebAssembly engine runs a plugin's guests.
@@ -66,6 +67,9 @@ pub struct PluginBuilder {
     header_limit: usize,
     engine: Engine,
     env: Vec<Vec<u8>>,
+    deadline: Duration,
+    memory_limit: usize,
+    pool_wait: Duration,
 }
 
 impl Default for PluginBuilder {
@@ -80,6 +84,9 @@ impl Default for PluginBuilder {
             header_limit: 64 << 10,
             engine: Engine::default(),
             env: Vec::new(),
+            deadline: Duration::from_secs(1),
+            memory_limit: 128 << 20,
+            pool_wait: Duration::from_secs(10),
         }
     }
 }
@@ -142,6 +149,34 @@ impl PluginBuilder {
         self
     }
 
+    /// The longest one guest call may run: the start function,
+    /// `handle_request` or `handle_response`. A call past it is stopped
+    /// (wasmtime: epoch interruption, checked every 10 ms; wasmer: an
+    /// interrupt signal) and the request gets the failure response (a load
+    /// error for start). Time the guest spends waiting inside a host call
+    /// (a body still arriving) does not count. Default: 1 s.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The most bytes of linear memory one instance may grow to; a
+    /// `memory.grow` past it traps. Enforced on wasmtime; on wasmer (whose
+    /// limits need `unsafe` tunables) the module's own maximum applies.
+    /// Default: 128 MiB.
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// How long a request waits for a free instance when all
+    /// [`pool_size`](Self::pool_size) are busy before it gets 503.
+    /// Default: 10 s.
+    pub fn pool_wait(mut self, wait: Duration) -> Self {
+        self.pool_wait = wait;
+        self
+    }
+
     /// Adds a WASI environment variable. Default: no environment.
     pub fn env(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.env.push(format!("{}={}", key.as_ref(), value.as_ref()).into_bytes());
@@ -167,6 +202,8 @@ impl PluginBuilder {
             body_limit: self.body_limit,
             header_limit: self.header_limit,
             env: self.env,
+            deadline: self.deadline,
+            memory_limit: self.memory_limit,
         });
         let (module, imports): (Arc<dyn CompiledModule>, Vec<HostFunction>) = match self.engine {
             #[cfg(feature = "wasmtime")]
@@ -192,6 +229,7 @@ impl PluginBuilder {
             imports,
             module_features,
             permits: Arc::new(Semaphore::new(self.pool_size)),
+            pool_wait: self.pool_wait,
             idle: Mutex::new(vec![first]),
         });
         Ok(Plugin { inner })
@@ -205,6 +243,7 @@ pub(crate) struct PluginInner {
     imports: Vec<HostFunction>,
     module_features: Features,
     permits: Arc<Semaphore>,
+    pool_wait: Duration,
     idle: Mutex<Vec<Box<dyn GuestInstance>>>,
 }
 
@@ -261,13 +300,17 @@ impl Plugin {
 
     /// Takes an instance for one request, waiting while all are busy.
     pub(crate) async fn acquire(&self) -> Result<Lease, Error> {
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::new(Kind::PoolTimeout, "instance pool closed"))?;
+        let wait = self.inner.permits.clone().acquire_owned();
+        let permit = match tokio::time::timeout(self.inner.pool_wait, wait).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(Error::new(Kind::PoolTimeout, "instance pool closed")),
+            Err(_) => {
+                return Err(Error::new(
+                    Kind::PoolTimeout,
+                    format!("no instance free within {:?}", self.inner.pool_wait),
+                ));
+            }
+        };
         let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let instance = match idle {
             Some(i) => i,

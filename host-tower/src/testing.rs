@@ -201,7 +201,9 @@ impl TestRequest<'_> {
         });
         let mut svc = tower_layer::Layer::layer(&HttpWasmLayer::new(self.host.plugin.clone()), next);
         let (status, headers, body, trailers) = self.host.runtime.block_on(async move {
-            std::future::poll_fn(|cx| Service::<Request<Full<Bytes>>>::poll_ready(&mut svc, cx)).await.expect("infallible");
+            std::future::poll_fn(|cx| Service::<Request<Full<Bytes>>>::poll_ready(&mut svc, cx))
+                .await
+                .expect("infallible");
             let res = svc.call(req).await.expect("infallible");
             let (parts, body) = res.into_parts();
             let c = body.collect().await.expect("infallible");

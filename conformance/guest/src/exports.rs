@@ -101,7 +101,7 @@ pub extern "C" fn handle_request() -> i64 {
     });
     let next = match action {
         Action::Reply => {
-            verdict::write_reply(&result);
+            verdict::write_reply(&result, case.request.method);
             false
         }
         Action::ReplyHeaders => {
@@ -123,7 +123,9 @@ pub extern "C" fn handle_request() -> i64 {
 }
 
 fn reply(result: Res<()>) -> i64 {
-    verdict::write_reply(&result);
+    // The method is unknown here: a body is fine for every case but the
+    // HEAD and CONNECT ones, which only come here on a broken host.
+    verdict::write_reply(&result, "");
     CtxNext { req_ctx: 0, next: false }.encode()
 }
 
@@ -137,7 +139,10 @@ pub extern "C" fn handle_response(req_ctx: i32, is_error: i32) {
         return;
     }
     let result = if req_ctx as u32 != current.req_ctx {
-        Err(fail(format!("handle_response got req_ctx {:#x}, handle_request returned {:#x}", req_ctx as u32, current.req_ctx)))
+        Err(fail(format!(
+            "handle_response got req_ctx {:#x}, handle_request returned {:#x}",
+            req_ctx as u32, current.req_ctx
+        )))
     } else if is_error != 0 {
         Err(fail(format!("handle_response got is_error {is_error} after a next handler that succeeded")))
     } else {

@@ -17,7 +17,10 @@ pub fn run(case: &'static Case) -> Res<Option<Action>> {
             let got = read::value(Reader::ProtocolVersion)?;
             let allowed: [&[u8]; 4] = [b"HTTP/1.0", b"HTTP/1.1", b"HTTP/2.0", b"HTTP/3.0"];
             if !allowed.contains(&got.as_slice()) {
-                return Err(fail(format!("get_protocol_version: {} is not one of HTTP/1.0, HTTP/1.1, HTTP/2.0, HTTP/3.0", show(&got))));
+                return Err(fail(format!(
+                    "get_protocol_version: {} is not one of HTTP/1.0, HTTP/1.1, HTTP/2.0, HTTP/3.0",
+                    show(&got)
+                )));
             }
             let sent = read::request_header(PROTOCOL_HEADER)?;
             if !sent.is_empty() {
@@ -49,15 +52,15 @@ pub fn run(case: &'static Case) -> Res<Option<Action>> {
             Action::Next
         }
         "header_get" => {
+            expect_list(List::Values(REQ, b"x-conf-single"), &["value-1"])?;
             let cl = ffi::get_header_values(REQ, b"x-conf-single", &mut [0u8; 64], 64);
             expect_eq("count_len of x-conf-single", (cl.count, cl.len), (1, 8))?;
-            expect_list(List::Values(REQ, b"x-conf-single"), &["value-1"])?;
             Action::Reply
         }
         "header_get_repeated" => {
+            expect_list(List::Values(REQ, b"x-conf-multi"), &["a", "b c"])?;
             let cl = ffi::get_header_values(REQ, b"x-conf-multi", &mut [0u8; 64], 64);
             expect_eq("count_len of x-conf-multi", (cl.count, cl.len), (2, 6))?;
-            expect_list(List::Values(REQ, b"x-conf-multi"), &["a", "b c"])?;
             Action::Reply
         }
         "header_get_empty_value" => {

@@ -75,7 +75,9 @@ pub fn run(case: &'static Case, setup: bool) -> Res<Option<Action>> {
             } else {
                 match take_setup_is_error() {
                     Some(1) => Action::Reply,
-                    Some(other) => return Err(fail(format!("is_error was {other} after the next handler's body failed"))),
+                    Some(other) => {
+                        return Err(fail(format!("is_error was {other} after the next handler's body failed")));
+                    }
                     None => {
                         return Err(unsupported(
                             "the setup request ran on another instance, or handle_response was not called for it",
@@ -96,6 +98,8 @@ pub fn run(case: &'static Case, setup: bool) -> Res<Option<Action>> {
             trailers()?;
             expect_list(List::Values(HeaderKind::RequestTrailers, b"x-conf-trailer"), &["t1"])?;
             ffi::add_header_value(HeaderKind::RequestTrailers, b"x-conf-added", b"t2");
+            // Declare it, as HTTP/1.1 senders of trailers should.
+            ffi::add_header_value(HeaderKind::Request, b"trailer", b"x-conf-added");
             Action::Next
         }
         "trailers_response" => {

@@ -70,9 +70,13 @@ pub fn write_headers(result: &Res<()>) {
     ffi::set_header_value(kind, DETAIL_HEADER.as_bytes(), header_safe(&detail).as_bytes());
 }
 
-/// Writes the verdict as headers and the detail as the body.
-pub fn write_reply(result: &Res<()>) {
+/// Writes the verdict as headers and the detail as the body, except for
+/// `HEAD` and `CONNECT`, whose responses have no body.
+pub fn write_reply(result: &Res<()>, method: &str) {
     write_headers(result);
+    if method == "HEAD" || method == "CONNECT" {
+        return;
+    }
     let (_, detail) = words(result);
     let mut body = detail.into_bytes();
     body.push(b'\n');

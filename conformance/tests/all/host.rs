@@ -15,9 +15,10 @@ use tower_http_wasm::{Engine, HttpWasmLayer, Plugin, RequestBody, SourceAddr};
 /// The request body between hyper and the plugin's layer.
 pub type Boxed = UnsyncBoxBody<Bytes, BodyError>;
 
-/// The error of [`Boxed`]: a concrete type, because a body whose error is
-/// `Box<dyn Error>` itself makes the layer's future fail the `Send` check
-/// with "implementation of `From` is not general enough" when spawned.
+/// The error of [`Boxed`]: a concrete type, because with
+/// `UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>` as the request body
+/// the layer's future fails the `Send` check of `tokio::spawn` with
+/// "implementation of `From` is not general enough".
 #[derive(Debug)]
 pub struct BodyError(pub BoxError);
 
@@ -42,8 +43,14 @@ pub fn guest() -> &'static [u8] {
 }
 
 pub fn plugin(engine: Engine) -> Plugin {
+    plugin_with(engine, tower_http_wasm::Features::ALL)
+}
+
+/// The guest with only `features` allowed.
+pub fn plugin_with(engine: Engine, features: tower_http_wasm::Features) -> Plugin {
     Plugin::builder()
         .engine(engine)
+        .features(features)
         .config(GUEST_CONFIG)
         .build(guest())
         .unwrap_or_else(|e| panic!("[{engine}] loading the conformance guest: {e}"))

@@ -21,12 +21,13 @@ use crate::error::{Error, Kind};
 use crate::host::abi_check::{Checked, Extern, Shape, WasmType};
 use crate::host::body::{blocking_reads, may_block};
 use crate::host::{Exchange, GuestMemory, HostError, HostState, wasi};
-use std::sync::mpsc;
 use http_wasm_abi::MODULE;
 use std::borrow::Cow;
+use std::sync::mpsc;
+use std::time::Duration;
 use wasmer::{
-    Engine, ExternType, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Memory, MemoryView,
-    Module, RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
+    Engine, ExternType, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Interrupter, Memory,
+    MemoryView, Module, RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
 };
 
 struct StoreData {
@@ -77,7 +78,8 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
     if !wasm.starts_with(b"\0asm") {
         return Err(Error::new(Kind::Compile, "not a valid wasm module").with_source("missing the \\0asm magic"));
     }
-    Module::new(engine, wasm).map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
+    Module::new(engine, wasm)
+        .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
 }
 
 /// Compiles `wasm` only to read its imports and exports.
@@ -162,12 +164,16 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
     i.define(
         MODULE,
         "log",
-        Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, level: i32, ptr: i32, len: i32| {
-            let _ = with(&mut e, |m, h| {
-                h.log(m, level, ptr as u32, len as u32);
-                Ok(())
-            });
-        }),
+        Function::new_typed_with_env(
+            &mut *s,
+            env,
+            |mut e: FunctionEnvMut<'_, StoreData>, level: i32, ptr: i32, len: i32| {
+                let _ = with(&mut e, |m, h| {
+                    h.log(m, level, ptr as u32, len as u32);
+                    Ok(())
+                });
+            },
+        ),
     );
     i.define(
         MODULE,
@@ -184,7 +190,12 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
         }),
     );
     bind!(i, s, env, "get_config", |h, m, buf, limit| h.get_config(m, buf as u32, limit as u32));
-    bind!(i, s, env, "get_header_names", |h, m, kind, buf, limit| h.get_header_names(m, kind, buf as u32, limit as u32));
+    bind!(i, s, env, "get_header_names", |h, m, kind, buf, limit| h.get_header_names(
+        m,
+        kind,
+        buf as u32,
+        limit as u32
+    ));
     bind!(i, s, env, "get_header_values", |h, m, kind, name, name_len, buf, limit| {
         h.get_header_values(m, kind, name as u32, name_len as u32, buf as u32, limit as u32)
     });
@@ -194,7 +205,12 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
     bind!(i, s, env, "add_header_value", |h, m, kind, name, name_len, value, value_len| {
         h.add_header_value(m, kind, name as u32, name_len as u32, value as u32, value_len as u32)
     });
-    bind!(i, s, env, "remove_header", |h, m, kind, name, name_len| h.remove_header(m, kind, name as u32, name_len as u32));
+    bind!(i, s, env, "remove_header", |h, m, kind, name, name_len| h.remove_header(
+        m,
+        kind,
+        name as u32,
+        name_len as u32
+    ));
     bind!(i, s, env, "read_body", |h, m, kind, buf, limit| h.read_body(m, kind, buf as u32, limit as u32));
     bind!(i, s, env, "write_body", |h, m, kind, ptr, len| h.write_body(m, kind, ptr as u32, len as u32));
     bind!(i, s, env, "get_method", |h, m, buf, limit| h.get_method(m, buf as u32, limit as u32));
@@ -209,19 +225,24 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
             http_wasm_abi::ValType::I32 => Type::I32,
             http_wasm_abi::ValType::I64 => Type::I64,
         };
-        let ty = FunctionType::new(func.params.iter().map(conv).collect::<Vec<_>>(), func.results.iter().map(conv).collect::<Vec<_>>());
-        let f = Function::new_with_env(&mut *s, env, ty, move |mut e: FunctionEnvMut<'_, StoreData>, params: &[Value]| {
-            let args: Vec<i64> = params
-                .iter()
-                .map(|v| match v {
-                    Value::I32(x) => *x as u32 as i64,
-                    Value::I64(x) => *x,
-                    _ => 0,
-                })
-                .collect();
-            let out = with(&mut e, |m, h| wasi::call(h, m, func, &args)).map_err(|e| RuntimeError::user(Box::new(e)))?;
-            Ok(out.map(|v| vec![Value::I32(v as i32)]).unwrap_or_default())
-        });
+        let ty = FunctionType::new(
+            func.params.iter().map(conv).collect::<Vec<_>>(),
+            func.results.iter().map(conv).collect::<Vec<_>>(),
+        );
+        let f =
+            Function::new_with_env(&mut *s, env, ty, move |mut e: FunctionEnvMut<'_, StoreData>, params: &[Value]| {
+                let args: Vec<i64> = params
+                    .iter()
+                    .map(|v| match v {
+                        Value::I32(x) => *x as u32 as i64,
+                        Value::I64(x) => *x,
+                        _ => 0,
+                    })
+                    .collect();
+                let out =
+                    with(&mut e, |m, h| wasi::call(h, m, func, &args)).map_err(|e| RuntimeError::user(Box::new(e)))?;
+                Ok(out.map(|v| vec![Value::I32(v as i32)]).unwrap_or_default())
+            });
         i.define(wasi::MODULE, func.name, f);
     }
     i
@@ -239,12 +260,17 @@ impl CompiledModule for WasmerModule {
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (stop_tx, stop_rx) = mpsc::sync_channel::<Interrupter>(1);
+        let deadline = host.shared.deadline;
         let shared = host.shared.clone();
-        let module = WasmerModule { engine: self.engine.clone(), module: self.module.clone(), checked: self.checked.clone() };
+        let module =
+            WasmerModule { engine: self.engine.clone(), module: self.module.clone(), checked: self.checked.clone() };
         std::thread::Builder::new()
             .name(format!("wasmer-{}", shared.name))
             .spawn(move || {
-                let mut instance = match module.instantiate_here(host) {
+                let mut instance = match module.instantiate_here(host, |i| {
+                    let _ = stop_tx.send(i);
+                }) {
                     Ok(i) => {
                         let features = i.env.as_ref(&i.store).host.module_features;
                         let _ = ready_tx.send(Ok(features));
@@ -270,12 +296,18 @@ impl CompiledModule for WasmerModule {
                 }
             })
             .map_err(|e| Error::new(Kind::Start, "could not start a wasmer instance thread").with_source(e))?;
-        let features = ready_rx
-            .recv()
-            .map_err(|_| Error::new(Kind::Start, "the wasmer instance thread ended during start"))??;
+        let ended = || Error::new(Kind::Start, "the wasmer instance thread ended during start");
+        let Ok(interrupter) = stop_rx.recv() else {
+            return Err(ready_rx.recv().map_err(|_| ended())?.err().unwrap_or_else(ended));
+        };
+        let (features, timed_out) = wait_for(&ready_rx, deadline, &interrupter);
+        let features = features.ok_or_else(ended)??;
+        if timed_out {
+            return Err(Error::new(Kind::Start, "the start function ran past its deadline"));
+        }
         let mut host = HostState::new(shared);
         host.module_features = features;
-        Ok(Box::new(Proxy { host, jobs }))
+        Ok(Box::new(Proxy { host, jobs, interrupter, deadline }))
     }
 }
 
@@ -298,6 +330,27 @@ struct Job {
 struct Proxy {
     host: HostState,
     jobs: mpsc::Sender<Job>,
+    interrupter: Interrupter,
+    deadline: Duration,
+}
+
+/// Waits for `rx` up to `deadline`; past it, interrupts the guest (again
+/// every 10 ms, as wasmer asks embedders to retry) until it answers.
+/// Returns the answer (`None` if the thread ended) and whether it was interrupted.
+fn wait_for<T>(rx: &mpsc::Receiver<T>, deadline: Duration, interrupter: &Interrupter) -> (Option<T>, bool) {
+    match rx.recv_timeout(deadline) {
+        Ok(v) => return (Some(v), false),
+        Err(mpsc::RecvTimeoutError::Disconnected) => return (None, false),
+        Err(mpsc::RecvTimeoutError::Timeout) => {}
+    }
+    loop {
+        interrupter.interrupt();
+        match rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(v) => return (Some(v), true),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return (None, true),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
 }
 
 impl Proxy {
@@ -306,9 +359,13 @@ impl Proxy {
         let job = Job { call, exchange: self.host.exchange.take(), may_block: may_block(), reply };
         let lost = || Error::new(Kind::Guest, "the wasmer instance thread ended");
         self.jobs.send(job).map_err(|_| lost())?;
-        let (exchange, result) = answer.recv().map_err(|_| lost())?;
+        let (answer, timed_out) = wait_for(&answer, self.deadline, &self.interrupter);
+        let (exchange, result) = answer.ok_or_else(lost)?;
         self.host.exchange = exchange;
-        result
+        match result {
+            Err(_) if timed_out => Err(Error::new(Kind::Timeout, "the guest call ran past its deadline")),
+            other => other,
+        }
     }
 }
 
@@ -328,12 +385,13 @@ impl GuestInstance for Proxy {
 
 impl WasmerModule {
     /// A new instance on the current thread, its start function run.
-    fn instantiate_here(&self, host: HostState) -> Result<WasmerInstance, Error> {
+    fn instantiate_here(&self, host: HostState, on_store: impl FnOnce(Interrupter)) -> Result<WasmerInstance, Error> {
         let mut store = Store::new(self.engine.clone());
+        on_store(store.interrupter());
         let env = FunctionEnv::new(&mut store, StoreData { host, memory: None });
         let imports = imports(&mut store, &env);
-        let instance =
-            Instance::new(&mut store, &self.module, &imports).map_err(|e| start_error("instantiation", e.to_string()))?;
+        let instance = Instance::new(&mut store, &self.module, &imports)
+            .map_err(|e| start_error("instantiation", e.to_string()))?;
         let memory = instance
             .exports
             .get_memory(http_wasm_abi::MEMORY)

@@ -5,8 +5,11 @@ use crate::error::{Error, Kind};
 use crate::host::abi_check::{Checked, Extern, Shape, WasmType};
 use crate::host::{HostError, HostState, SliceMemory, wasi};
 use http_wasm_abi::MODULE;
+use std::sync::OnceLock;
+use std::time::Duration;
 use wasmtime::{
-    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, Val, ValType,
+    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, Store, StoreLimits,
+    StoreLimitsBuilder, TypedFunc, Val, ValType,
 };
 
 /// What the store of every instance holds.
@@ -14,6 +17,40 @@ struct StoreData {
     host: HostState,
     /// Resolved once after instantiation; looked up by name during a start section.
     memory: Option<Memory>,
+    limits: StoreLimits,
+}
+
+/// How often the shared engine's epoch advances: the granularity of deadlines.
+const TICK: Duration = Duration::from_millis(10);
+
+/// The process's wasmtime engine, with epoch interruption, and the thread
+/// that advances its epoch every [`TICK`].
+fn shared_engine() -> Result<&'static Engine, Error> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+        // The engine lives in this static for the whole process, and so does its ticker.
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("wasmtime-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(engine)
+    });
+    engine.as_ref().map_err(|e| Error::new(Kind::Config, "wasmtime engine").with_source(e.clone()))
+}
+
+/// Epoch ticks for `deadline`, at least one.
+fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
 }
 
 pub(crate) struct WasmtimeModule {
@@ -157,18 +194,14 @@ fn link(engine: &Engine) -> Result<Linker<StoreData>, Error> {
 
 /// Compiles `wasm` only to read its imports and exports.
 pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
-    let engine = Engine::default();
-    let module = Module::new(&engine, wasm)
+    let module = Module::new(shared_engine()?, wasm)
         .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))?;
     Ok(shape(&module))
 }
 
 impl WasmtimeModule {
     pub(crate) fn compile(wasm: &[u8]) -> Result<WasmtimeModule, Error> {
-        let mut config = Config::new();
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine =
-            Engine::new(&config).map_err(|e| Error::new(Kind::Config, "wasmtime engine").with_source(e.to_string()))?;
+        let engine = shared_engine()?.clone();
         let module = Module::new(&engine, wasm)
             .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))?;
         let checked = check_shape(&shape(&module))?;
@@ -192,7 +225,11 @@ fn start_error(what: &str, e: wasmtime::Error) -> Error {
 
 impl CompiledModule for WasmtimeModule {
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
-        let mut store = Store::new(&self.engine, StoreData { host, memory: None });
+        let deadline = ticks(host.shared.deadline);
+        let limits = StoreLimitsBuilder::new().memory_size(host.shared.memory_limit).trap_on_grow_failure(true).build();
+        let mut store = Store::new(&self.engine, StoreData { host, memory: None, limits });
+        store.limiter(|d| &mut d.limits);
+        store.set_epoch_deadline(deadline);
         let instance = self.pre.instantiate(&mut store).map_err(|e| start_error("instantiation", e))?;
         let memory = instance
             .get_memory(&mut store, http_wasm_abi::MEMORY)
@@ -207,6 +244,7 @@ impl CompiledModule for WasmtimeModule {
         };
         if let Some(name) = start {
             let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| start_error(name, e))?;
+            store.set_epoch_deadline(deadline);
             if let Err(e) = f.call(&mut store, ()) {
                 match host_error(&e) {
                     Some(HostError::Exit(0)) => {}
@@ -220,7 +258,7 @@ impl CompiledModule for WasmtimeModule {
         let handle_response = instance
             .get_typed_func::<(i32, i32), ()>(&mut store, http_wasm_abi::HANDLE_RESPONSE)
             .map_err(|e| start_error("handle_response", e))?;
-        Ok(Box::new(WasmtimeInstance { store, handle_request, handle_response }))
+        Ok(Box::new(WasmtimeInstance { store, handle_request, handle_response, deadline }))
     }
 }
 
@@ -228,14 +266,16 @@ struct WasmtimeInstance {
     store: Store<StoreData>,
     handle_request: TypedFunc<(), i64>,
     handle_response: TypedFunc<(i32, i32), ()>,
+    /// Epoch ticks each call may run.
+    deadline: u64,
 }
 
 fn guest_call_error(phase: &str, e: wasmtime::Error) -> Error {
-    let detail = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(t) => t.to_string(),
-        None => format!("{e:#}"),
-    };
-    call_error(phase, host_error(&e), detail)
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => Error::new(Kind::Timeout, format!("{phase} ran past its deadline")),
+        Some(t) => call_error(phase, None, t.to_string()),
+        None => call_error(phase, host_error(&e), format!("{e:#}")),
+    }
 }
 
 impl GuestInstance for WasmtimeInstance {
@@ -244,10 +284,12 @@ impl GuestInstance for WasmtimeInstance {
     }
 
     fn handle_request(&mut self) -> Result<i64, Error> {
+        self.store.set_epoch_deadline(self.deadline);
         self.handle_request.call(&mut self.store, ()).map_err(|e| guest_call_error("handle_request", e))
     }
 
     fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
+        self.store.set_epoch_deadline(self.deadline);
         self.handle_response
             .call(&mut self.store, (req_ctx as i32, is_error as i32))
             .map_err(|e| guest_call_error("handle_response", e))

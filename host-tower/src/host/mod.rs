@@ -39,6 +39,10 @@ pub(crate) struct Shared {
     pub(crate) header_limit: usize,
     /// WASI environment variables, `KEY=VALUE`.
     pub(crate) env: Vec<Vec<u8>>,
+    /// The longest one guest call (start, `handle_request`, `handle_response`) may run.
+    pub(crate) deadline: std::time::Duration,
+    /// The most bytes of linear memory one instance may have.
+    pub(crate) memory_limit: usize,
 }
 
 /// The per-instance state an engine keeps in its store.

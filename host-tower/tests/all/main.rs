@@ -7,6 +7,7 @@ mod concurrency;
 mod failures;
 mod harness;
 mod headers;
+mod limits;
 mod request_line;
 mod response;
 mod server;

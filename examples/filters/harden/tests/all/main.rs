@@ -5,7 +5,10 @@ use tower_http_wasm::testing::TestHost;
 
 fn hosts(config: &str) -> Vec<TestHost> {
     let builds = http_wasm_guest_build::build_all("http-wasm-example-harden").unwrap_or_else(|e| panic!("{e}"));
-    builds.iter().flat_map(|(_, wasm)| TestHost::builder().config(config.to_string()).build_each_engine(wasm).unwrap()).collect()
+    builds
+        .iter()
+        .flat_map(|(_, wasm)| TestHost::builder().config(config.to_string()).build_each_engine(wasm).unwrap())
+        .collect()
 }
 
 #[test]
@@ -29,6 +32,9 @@ fn adds_security_headers_to_every_response() {
 #[test]
 fn extra_headers_from_config() {
     for host in hosts(r#"{"content-security-policy":"default-src 'self'"}"#) {
-        host.get("/").send().assert_header("content-security-policy", "default-src 'self'").assert_header("x-frame-options", "DENY");
+        host.get("/")
+            .send()
+            .assert_header("content-security-policy", "default-src 'self'")
+            .assert_header("x-frame-options", "DENY");
     }
 }

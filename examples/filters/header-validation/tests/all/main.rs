@@ -3,8 +3,12 @@
 use tower_http_wasm::testing::TestHost;
 
 fn hosts(config: &str) -> Vec<TestHost> {
-    let builds = http_wasm_guest_build::build_all("http-wasm-example-header-validation").unwrap_or_else(|e| panic!("{e}"));
-    builds.iter().flat_map(|(_, wasm)| TestHost::builder().config(config.to_string()).build_each_engine(wasm).unwrap()).collect()
+    let builds =
+        http_wasm_guest_build::build_all("http-wasm-example-header-validation").unwrap_or_else(|e| panic!("{e}"));
+    builds
+        .iter()
+        .flat_map(|(_, wasm)| TestHost::builder().config(config.to_string()).build_each_engine(wasm).unwrap())
+        .collect()
 }
 
 #[test]

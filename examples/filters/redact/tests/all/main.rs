@@ -7,7 +7,9 @@ fn hosts() -> Vec<TestHost> {
     let builds = http_wasm_guest_build::build_all("http-wasm-example-redact").unwrap_or_else(|e| panic!("{e}"));
     builds
         .iter()
-        .flat_map(|(_, wasm)| TestHost::builder().config(r#"{"patterns":["card","email"]}"#).build_each_engine(wasm).unwrap())
+        .flat_map(|(_, wasm)| {
+            TestHost::builder().config(r#"{"patterns":["card","email"]}"#).build_each_engine(wasm).unwrap()
+        })
         .collect()
 }
 
@@ -15,9 +17,8 @@ fn hosts() -> Vec<TestHost> {
 fn masks_both_ways_and_keeps_lengths_right() {
     for host in hosts() {
         let e = host.engine();
-        let host = host.respond_with(|_| {
-            http::Response::new(Bytes::from_static(br#"{"contact":"ann@example.com","note":"ok"}"#))
-        });
+        let host = host
+            .respond_with(|_| http::Response::new(Bytes::from_static(br#"{"contact":"ann@example.com","note":"ok"}"#)));
         let sent = r#"{"card":"4111 1111 1111 1111","name":"Ann"}"#;
         let res = host.post("/pay").header("content-type", "application/json").body(sent).send();
         res.assert_status(200);

@@ -1,0 +1,109 @@
+//! Limits on hostile guests: CPU deadline, memory cap, pool wait.
+
+use crate::harness::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::ServiceExt;
+use tower_http_wasm::{Engine, HttpWasmLayer};
+
+/// Sends `get("/")` through `wasm` and returns the status and the kind of
+/// error the failure policy saw.
+async fn run(engine: Engine, wasm: &[u8]) -> (u16, Option<String>) {
+    let plugin = builder(engine).deadline(Duration::from_millis(100)).build(wasm).unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let layer = HttpWasmLayer::new(plugin).failure_response(move |e: &tower_http_wasm::Error| {
+        *s.lock().unwrap() = Some(if e.is_timeout() { "timeout".to_string() } else { e.to_string() });
+        let mut r = http::Response::new(Bytes::from_static(b"failed"));
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    });
+    let svc = tower::ServiceBuilder::new().layer(layer).service_fn(echo);
+    let res = svc.oneshot(get("/")).await.unwrap();
+    let kind = seen.lock().unwrap().clone();
+    (res.status().as_u16(), kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_in_either_phase_is_stopped_at_the_deadline() {
+    for &engine in engines() {
+        let in_request = module(&format!(
+            r#"(func (export "handle_request") (result i64) (loop $l (br $l)) (i64.const 1)) {NOOP_RESPONSE}"#
+        ));
+        let in_response = module(
+            r#"(func (export "handle_request") (result i64) (i64.const 1))
+  (func (export "handle_response") (param i32 i32) (loop $l (br $l)))"#,
+        );
+        for (phase, wasm) in [("handle_request", in_request), ("handle_response", in_response)] {
+            let (status, kind) = run(engine, &wasm).await;
+            assert_eq!(status, 500, "[{engine}] {phase}");
+            assert_eq!(kind.as_deref(), Some("timeout"), "[{engine}] {phase}");
+        }
+        // The plugin keeps serving: the looping instance was discarded.
+        let ok = module(&format!(r#"(func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#));
+        assert_eq!(run(engine, &ok).await.0, 200, "[{engine}]");
+    }
+}
+
+#[test]
+fn an_endless_start_is_a_load_error() {
+    for &engine in engines() {
+        let wasm = module(&format!(
+            r#"(func (export "_start") (loop $l (br $l)))
+  (func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#
+        ));
+        let err = builder(engine).deadline(Duration::from_millis(100)).build(&wasm).unwrap_err();
+        assert!(err.is_start(), "[{engine}] {err}");
+    }
+}
+
+#[tokio::test]
+async fn memory_growth_past_the_cap_traps_cleanly() {
+    // wasmtime only: wasmer enforces memory limits through `unsafe`
+    // tunables, which this crate does not write (see PluginBuilder::memory_limit).
+    let wasm = module(&format!(
+        r#"(func (export "handle_request") (result i64)
+    (drop (memory.grow (i32.const 1000)))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+    ));
+    let engine = Engine::Wasmtime;
+    let plugin = builder(engine).memory_limit(4 << 20).build(&wasm).unwrap();
+    let got = send(&plugin, get("/")).await;
+    assert_eq!(got.status, 500, "[{engine}]");
+    let plugin = builder(engine).memory_limit(256 << 20).build(&wasm).unwrap();
+    assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}] within the cap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_too_long_for_an_instance_gets_503() {
+    for &engine in engines() {
+        let wasm = module(&format!(r#"(func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#));
+        let plugin = builder(engine).pool_size(1).pool_wait(Duration::from_millis(50)).build(&wasm).unwrap();
+        let (hold, release) = tokio::sync::oneshot::channel::<()>();
+        let release = Arc::new(Mutex::new(Some(release)));
+        let svc = tower::ServiceBuilder::new().layer(HttpWasmLayer::new(plugin)).service_fn(
+            move |req: http::Request<tower_http_wasm::RequestBody>| {
+                let release = release.clone();
+                async move {
+                    if req.uri().path() == "/slow" {
+                        let rx = release.lock().unwrap().take();
+                        if let Some(rx) = rx {
+                            let _ = rx.await;
+                        }
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+                }
+            },
+        );
+        let slow = tokio::spawn(svc.clone().oneshot(get("/slow")));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let res = svc.clone().oneshot(get("/fast")).await.unwrap();
+        assert_eq!(res.status(), 503, "[{engine}]");
+        drop(hold);
+        assert_eq!(slow.await.unwrap().unwrap().status(), 200, "[{engine}]");
+        assert_eq!(svc.clone().oneshot(get("/fast")).await.unwrap().status(), 200, "[{engine}]");
+    }
+}
