@@ -8,7 +8,7 @@ use tower::ServiceBuilder;
 use tower_http_wasm::{Engine, HttpWasmLayer, Plugin};
 
 fn noop(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut g = c.benchmark_group("noop");
 
     let native_next = ServiceBuilder::new().layer(PassThroughLayer).service_fn(empty_ok);

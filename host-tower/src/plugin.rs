@@ -171,7 +171,8 @@ impl PluginBuilder {
 
     /// How long a request waits for a free instance when all
     /// [`pool_size`](Self::pool_size) are busy before it gets 503.
-    /// Default: 10 s.
+    /// Waiting uses tokio's timer, so the runtime needs its time driver
+    /// (`#[tokio::main]` and hyper/axum servers have it). Default: 10 s.
     pub fn pool_wait(mut self, wait: Duration) -> Self {
         self.pool_wait = wait;
         self
@@ -300,8 +301,12 @@ impl Plugin {
 
     /// Takes an instance for one request, waiting while all are busy.
     pub(crate) async fn acquire(&self) -> Result<Lease, Error> {
-        let wait = self.inner.permits.clone().acquire_owned();
-        let permit = match tokio::time::timeout(self.inner.pool_wait, wait).await {
+        // Fast path: a free instance, no timer involved.
+        let permit = match self.inner.permits.clone().try_acquire_owned() {
+            Ok(p) => Ok(Ok(p)),
+            Err(_) => tokio::time::timeout(self.inner.pool_wait, self.inner.permits.clone().acquire_owned()).await,
+        };
+        let permit = match permit {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => return Err(Error::new(Kind::PoolTimeout, "instance pool closed")),
             Err(_) => {
