@@ -188,10 +188,11 @@ impl HostState {
         let limit_b = self.shared.body_limit;
         let ex = self.ex("get_header_values")?;
         ex.receive_trailers(kind, limit_b)?;
-        if kind == HeaderKind::Request && name == HOST {
-            if let Some(host) = ex.synthetic_host() {
-                return encode_into(mem, || std::iter::once(host.as_bytes()), buf, limit);
-            }
+        if kind == HeaderKind::Request
+            && name == HOST
+            && let Some(host) = ex.synthetic_host()
+        {
+            return encode_into(mem, || std::iter::once(host.as_bytes()), buf, limit);
         }
         let Some(map) = ex.headers(kind) else { return Ok(0) };
         let values = map.get_all(&name);

@@ -25,7 +25,7 @@ fn trapper() -> Vec<u8> {
 #[tokio::test]
 async fn a_trap_in_each_phase_is_a_clean_500_and_serving_goes_on() {
     for &engine in engines() {
-        let plugin = builder(engine).pool_size(1).build(&trapper()).unwrap();
+        let plugin = builder(engine).pool_size(1).build(trapper()).unwrap();
         for header in ["x-trap", "x-trap-late"] {
             let req =
                 http::Request::get("/").header(header, "1").body(http_body_util::Full::<Bytes>::default()).unwrap();
