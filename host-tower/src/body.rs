@@ -39,6 +39,20 @@ impl Tail {
     fn len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len() as u64).sum()
     }
+
+    /// The size of what this tail yields. Not exact when trailers follow:
+    /// HTTP/1.1 can only send trailers in a chunked message, and hyper frames
+    /// a body with an exact size by `content-length`.
+    fn size_hint(&self) -> SizeHint {
+        let len = self.len();
+        if self.trailers.is_some() {
+            let mut s = SizeHint::new();
+            s.set_lower(len);
+            s
+        } else {
+            SizeHint::with_exact(len)
+        }
+    }
 }
 
 /// The request body the next handler receives.
@@ -113,7 +127,7 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         let own = self.tail.len();
         match &self.rest {
-            None => SizeHint::with_exact(own),
+            None => self.tail.size_hint(),
             Some(r) => {
                 let h = r.size_hint();
                 let mut s = SizeHint::new();
@@ -204,7 +218,12 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            None => SizeHint::with_exact(self.tail.len()),
+            None => self.tail.size_hint(),
+            Some(b) if self.tail.trailers.is_some() => {
+                let mut s = SizeHint::new();
+                s.set_lower(b.size_hint().lower());
+                s
+            }
             Some(b) => b.size_hint(),
         }
     }

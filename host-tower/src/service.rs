@@ -335,6 +335,7 @@ impl<F: FailureResponse> Run<F> {
 fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
     let written = ex.resp_body.take_written();
     let trailers = ex.resp_body.trailers.take();
+    let has_trailers = trailers.is_some();
     let mut res = Response::new(match written.clone() {
         Some(w) => ResponseBody::full(w, trailers),
         None => ResponseBody::buffered(VecDeque::new(), trailers),
@@ -342,7 +343,9 @@ fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
     *res.status_mut() = ex.status;
     *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
     if let Some(w) = written {
-        Framing::Length(w.len() as u64).apply(res.headers_mut());
+        Framing::of(w.len() as u64, has_trailers).apply(res.headers_mut());
+    } else if has_trailers {
+        Framing::Unknown.apply(res.headers_mut());
     }
     res
 }
@@ -350,13 +353,14 @@ fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
 /// The response after `handle_response`.
 fn finish<B>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<B>> {
     let trailers = ex.resp_body.trailers.take();
+    let chunked = if trailers.is_some() { Framing::Unknown } else { Framing::Keep };
     let (body, framing) = match (passthrough, ex.resp_body.take_written()) {
-        (Some(inner), _) => (ResponseBody::inner(inner, trailers), Framing::Keep),
+        (Some(inner), _) => (ResponseBody::inner(inner, trailers), chunked),
         (None, Some(w)) => {
-            let len = w.len() as u64;
-            (ResponseBody::full(w, trailers), Framing::Length(len))
+            let framing = Framing::of(w.len() as u64, trailers.is_some());
+            (ResponseBody::full(w, trailers), framing)
         }
-        (None, None) => (ResponseBody::buffered(ex.resp_body.take_chunks(), trailers), Framing::Keep),
+        (None, None) => (ResponseBody::buffered(ex.resp_body.take_chunks(), trailers), chunked),
     };
     let mut res = Response::new(body);
     *res.status_mut() = ex.status;

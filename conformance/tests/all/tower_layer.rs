@@ -12,12 +12,7 @@ const ALLOWED_UNSUPPORTED: &[&str] = &[];
 /// owners: `(protocol, case, what goes wrong)`. The cases are not weakened:
 /// the test requires them to still fail, so that a fix shows up here and
 /// the entry gets removed.
-const KNOWN_HOST_BUGS: &[(&str, &str, &str)] = &[(
-    "HTTP/1.1",
-    "trailers_response",
-    "with buffer_response, ResponseBody reports an exact size_hint, so hyper frames the \
-     response with content-length and drops its trailers",
-)];
+const KNOWN_HOST_BUGS: &[(&str, &str, &str)] = &[];
 
 async fn all_cases_pass(http2: bool) {
     let mut failed = Vec::new();

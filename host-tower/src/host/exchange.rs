@@ -137,6 +137,12 @@ pub(crate) enum Framing {
 }
 
 impl Framing {
+    /// The framing of a body of `len` bytes, or without a length when
+    /// trailers follow it (HTTP/1.1 sends trailers only when chunked).
+    pub(crate) fn of(len: u64, trailers: bool) -> Framing {
+        if trailers { Framing::Unknown } else { Framing::Length(len) }
+    }
+
     /// Applies the framing to `headers`.
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
         match self {
@@ -156,12 +162,14 @@ impl Exchange {
             let len = written.len() as u64;
             let trailers = body.trailers.take();
             body.source = None;
-            return (RequestBody::full(written, trailers), Framing::Length(len));
+            let framing = Framing::of(len, trailers.is_some());
+            return (RequestBody::full(written, trailers), framing);
         }
         if body.untouched() {
             return (RequestBody::stream(body.source.take()), Framing::Keep);
         }
         let framing = match (body.consumed, body.known_len()) {
+            _ if body.trailers.is_some() => Framing::Unknown,
             (false, _) => Framing::Keep,
             (true, Some(n)) => Framing::Length(n),
             (true, None) => Framing::Unknown,
