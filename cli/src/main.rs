@@ -4,7 +4,7 @@
 //! ```text
 //! http-wasm serve [--listen ADDR] [--upstream URL [--upstream-http2]]
 //!                 [--filter FILE [--config STRING | --config-file FILE]]... | [--dapr DIR_OR_FILE]...
-//! http-wasm inspect FILE [--engine wasmtime]
+//! http-wasm inspect FILE [--engine wasmtime|wasmer]
 //! http-wasm build-examples --out DIR
 //! http-wasm conformance backend [--listen ADDR]
 //! http-wasm conformance run --url URL [--format table|json] [--filter SUBSTR] [--http2]

@@ -282,7 +282,7 @@ impl CompiledModule for WasmerModule {
                     }
                 };
                 // Serve calls until the pool drops the proxy.
-                while let Ok(job) = inbox.recv() {
+                while let Some(job) = next_job(&inbox) {
                     instance.host().exchange = job.exchange;
                     let mut run = || match job.call {
                         Call::Request => instance.handle_request(),
@@ -334,10 +334,40 @@ struct Proxy {
     deadline: Duration,
 }
 
+/// How long a waiting side polls before it sleeps: a request's second call
+/// (`handle_response`) usually comes within this, and a poll answers it
+/// without the cost of waking a sleeping thread.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Polls `rx` for up to [`SPIN`], yielding the core between polls.
+fn spin<T>(rx: &mpsc::Receiver<T>) -> Result<T, mpsc::TryRecvError> {
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Err(mpsc::TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+}
+
+/// The next job for an instance thread; `None` when the proxy is gone.
+fn next_job(inbox: &mpsc::Receiver<Job>) -> Option<Job> {
+    match spin(inbox) {
+        Ok(job) => Some(job),
+        Err(mpsc::TryRecvError::Disconnected) => None,
+        Err(mpsc::TryRecvError::Empty) => inbox.recv().ok(),
+    }
+}
+
 /// Waits for `rx` up to `deadline`; past it, interrupts the guest (again
 /// every 10 ms, as wasmer asks embedders to retry) until it answers.
 /// Returns the answer (`None` if the thread ended) and whether it was interrupted.
 fn wait_for<T>(rx: &mpsc::Receiver<T>, deadline: Duration, interrupter: &Interrupter) -> (Option<T>, bool) {
+    match spin(rx) {
+        Ok(v) => return (Some(v), false),
+        Err(mpsc::TryRecvError::Disconnected) => return (None, false),
+        Err(mpsc::TryRecvError::Empty) => {}
+    }
     match rx.recv_timeout(deadline) {
         Ok(v) => return (Some(v), false),
         Err(mpsc::RecvTimeoutError::Disconnected) => return (None, false),
