@@ -105,25 +105,34 @@ impl BodyState {
                 Err(HostError::Body(e))
             }
             Some(Ok(frame)) => {
-                match frame.into_data() {
-                    Ok(data) => {
-                        if keep && self.held + data.len() > limit {
-                            return Err(HostError::BodyTooLarge { limit });
-                        }
-                        self.held += data.len();
-                        if !data.is_empty() {
-                            self.unread.push_back(data);
-                        }
-                    }
-                    Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
-                            self.trailers.get_or_insert_with(HeaderMap::new).extend(t);
-                        }
-                    }
-                }
+                self.accept(frame, keep.then_some(limit))?;
                 Ok(true)
             }
         }
+    }
+
+    /// Takes a received frame: data joins the unread bytes (failing past
+    /// `limit` when one is given), trailers are kept.
+    fn accept(&mut self, frame: Frame<Bytes>, limit: Option<usize>) -> Result<(), HostError> {
+        match frame.into_data() {
+            Ok(data) => {
+                if let Some(limit) = limit
+                    && self.held + data.len() > limit
+                {
+                    return Err(HostError::BodyTooLarge { limit });
+                }
+                self.held += data.len();
+                if !data.is_empty() {
+                    self.unread.push_back(data);
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    self.trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Receives the rest of the body, keeping it.
@@ -149,19 +158,7 @@ impl BodyState {
                     self.source = None;
                     return Err(HostError::Body(e));
                 }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        self.held += data.len();
-                        if !data.is_empty() {
-                            self.unread.push_back(data);
-                        }
-                    }
-                    Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
-                            self.trailers.get_or_insert_with(HeaderMap::new).extend(t);
-                        }
-                    }
-                },
+                Poll::Ready(Some(Ok(frame))) => self.accept(frame, None)?,
             }
         }
         Ok(self.source.is_none())
