@@ -332,8 +332,19 @@ impl<F: FailureResponse> Run<F> {
 }
 
 /// The response of a guest that did not call next.
+/// A response that carries no body (RFC 9110 §6.4.1): to HEAD, or with
+/// status 1xx, 204 or 304. A body the guest wrote for it is dropped and the
+/// headers' framing left as they are (a HEAD response's `content-length`
+/// describes the body a GET would get).
+fn bodiless(ex: &Exchange) -> bool {
+    ex.request.method == http::Method::HEAD
+        || ex.status.is_informational()
+        || ex.status == StatusCode::NO_CONTENT
+        || ex.status == StatusCode::NOT_MODIFIED
+}
+
 fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
-    let written = ex.resp_body.take_written();
+    let written = ex.resp_body.take_written().filter(|_| !bodiless(&ex));
     let trailers = ex.resp_body.trailers.take();
     let has_trailers = trailers.is_some();
     let mut res = Response::new(match written.clone() {
@@ -354,7 +365,8 @@ fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
 fn finish<B>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<B>> {
     let trailers = ex.resp_body.trailers.take();
     let chunked = if trailers.is_some() { Framing::Unknown } else { Framing::Keep };
-    let (body, framing) = match (passthrough, ex.resp_body.take_written()) {
+    let written = ex.resp_body.take_written().filter(|_| !bodiless(&ex));
+    let (body, framing) = match (passthrough, written) {
         (Some(inner), _) => (ResponseBody::inner(inner, trailers), chunked),
         (None, Some(w)) => {
             let framing = Framing::of(w.len() as u64, trailers.is_some());

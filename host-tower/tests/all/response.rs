@@ -152,3 +152,24 @@ async fn is_error_reaches_handle_response_when_next_fails() {
         let _ = res.into_body().collect().await;
     }
 }
+
+#[tokio::test]
+async fn head_204_and_304_responses_carry_no_guest_body() {
+    for &engine in engines() {
+        for (method, status) in [("HEAD", 200), ("GET", 204), ("GET", 304)] {
+            let wasm = module(&format!(
+                r#"(data (i32.const 16) "a body that must not be sent")
+  (func (export "handle_request") (result i64)
+    (call $set_status_code (i32.const {status}))
+    (call $write_body (i32.const 1) (i32.const 16) (i32.const 28))
+    (i64.const 0))
+  {NOOP_RESPONSE}"#
+            ));
+            let req = http::Request::builder().method(method).uri("/").body(Full::<Bytes>::default()).unwrap();
+            let got = send(&load(engine, &wasm), req).await;
+            assert_eq!(got.status, status, "[{engine}] {method} {status}");
+            assert!(got.body.is_empty(), "[{engine}] {method} {status}");
+            assert!(got.headers.get("content-length").is_none(), "[{engine}] {method} {status}");
+        }
+    }
+}
