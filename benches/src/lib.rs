@@ -89,3 +89,48 @@ where
         res.into_body().collect().await.expect("body");
     });
 }
+
+/// The native baseline of one host-function pattern: a tower middleware
+/// that does `work` on the request (converting the body as the host does),
+/// then calls next.
+#[derive(Clone, Debug)]
+pub struct Native<S> {
+    inner: S,
+    work: fn(&mut Request<tower_http_wasm::RequestBody>),
+}
+
+impl<S> Native<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, work: fn(&mut Request<tower_http_wasm::RequestBody>)) -> Self {
+        Native { inner, work }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Native<S>
+where
+    S: Service<Request<tower_http_wasm::RequestBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower_http_wasm::BoxError>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let work = self.work;
+        Box::pin(async move {
+            // Collect the body as a buffering host does, then hand it on.
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let mut req = Request::from_parts(parts, tower_http_wasm::RequestBody::from(bytes));
+            (work)(&mut req);
+            inner.call(req).await
+        })
+    }
+}

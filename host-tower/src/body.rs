@@ -85,6 +85,13 @@ impl RequestBody {
     }
 }
 
+impl From<Bytes> for RequestBody {
+    /// A body of these bytes (for inner services and tests that build requests).
+    fn from(data: Bytes) -> RequestBody {
+        RequestBody::full(data, None)
+    }
+}
+
 impl fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBody")
