@@ -161,6 +161,9 @@ impl BodyState {
                 Poll::Ready(Some(Ok(frame))) => self.accept(frame, None)?,
             }
         }
+        if self.source.as_ref().is_some_and(|s| s.is_end_stream()) {
+            self.source = None;
+        }
         Ok(self.source.is_none())
     }
 
