@@ -73,12 +73,7 @@ impl fmt::Display for Inspection {
 /// problems and start features. Fails only when the bytes do not compile.
 pub fn inspect(wasm: &[u8], engine: Engine) -> Result<Inspection, Error> {
     let started = Instant::now();
-    let shape: Shape = match engine {
-        #[cfg(feature = "wasmtime")]
-        Engine::Wasmtime => crate::engine::wasmtime::shape_of(wasm)?,
-        #[cfg(feature = "wasmer")]
-        Engine::Wasmer => crate::engine::wasmer::shape_of(wasm)?,
-    };
+    let shape: Shape = crate::engine::shape_of(engine, wasm)?;
     let compile_time = started.elapsed();
     let mut out = Inspection {
         engine,
@@ -93,13 +88,7 @@ pub fn inspect(wasm: &[u8], engine: Engine) -> Result<Inspection, Error> {
     };
     match abi_check::check(&shape) {
         Ok(checked) => {
-            out.kind = if checked.reactor {
-                "reactor"
-            } else if checked.command {
-                "command"
-            } else {
-                "none"
-            };
+            out.kind = checked.kind();
             out.wasi_imports = checked.wasi_imports.iter().map(|s| s.to_string()).collect();
             match PluginBuilder::default().engine(engine).pool_size(1).build(wasm) {
                 Ok(p) => out.start_features = Some(p.module_features()),

@@ -206,20 +206,8 @@ impl PluginBuilder {
             deadline: self.deadline,
             memory_limit: self.memory_limit,
         });
-        let (module, imports): (Arc<dyn CompiledModule>, Vec<HostFunction>) = match self.engine {
-            #[cfg(feature = "wasmtime")]
-            Engine::Wasmtime => {
-                let m = crate::engine::wasmtime::WasmtimeModule::compile(wasm.as_ref())?;
-                let imports = m.checked().host_imports.clone();
-                (Arc::new(m), imports)
-            }
-            #[cfg(feature = "wasmer")]
-            Engine::Wasmer => {
-                let m = crate::engine::wasmer::WasmerModule::compile(wasm.as_ref())?;
-                let imports = m.checked().host_imports.clone();
-                (Arc::new(m), imports)
-            }
-        };
+        let module = crate::engine::compile(self.engine, wasm.as_ref())?;
+        let imports = module.checked().host_imports.clone();
         let first = module.instantiate(HostState::new(shared.clone()))?;
         let mut first = first;
         let module_features = first.host().module_features;

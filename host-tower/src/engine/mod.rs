@@ -10,8 +10,31 @@ pub(crate) mod wasmer;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;
 
+/// Compiles, checks and links `wasm` with `engine`.
+pub(crate) fn compile(engine: crate::Engine, wasm: &[u8]) -> Result<std::sync::Arc<dyn CompiledModule>, Error> {
+    Ok(match engine {
+        #[cfg(feature = "wasmtime")]
+        crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm)?),
+        #[cfg(feature = "wasmer")]
+        crate::Engine::Wasmer => std::sync::Arc::new(wasmer::WasmerModule::compile(wasm)?),
+    })
+}
+
+/// Compiles `wasm` with `engine` only to read its imports and exports.
+pub(crate) fn shape_of(engine: crate::Engine, wasm: &[u8]) -> Result<Shape, Error> {
+    match engine {
+        #[cfg(feature = "wasmtime")]
+        crate::Engine::Wasmtime => wasmtime::shape_of(wasm),
+        #[cfg(feature = "wasmer")]
+        crate::Engine::Wasmer => wasmer::shape_of(wasm),
+    }
+}
+
 /// A compiled and linked module, ready to instantiate.
 pub(crate) trait CompiledModule: Send + Sync {
+    /// What the ABI check learned about the module.
+    fn checked(&self) -> &Checked;
+
     /// A new instance with its start function run.
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error>;
 }

@@ -94,10 +94,6 @@ impl WasmerModule {
         let checked = check_shape(&shape(&module))?;
         Ok(WasmerModule { engine, module, checked })
     }
-
-    pub(crate) fn checked(&self) -> &Checked {
-        &self.checked
-    }
 }
 
 /// Guest memory seen through a wasmer `MemoryView`.
@@ -257,6 +253,10 @@ fn start_error(what: &str, detail: String) -> Error {
 }
 
 impl CompiledModule for WasmerModule {
+    fn checked(&self) -> &Checked {
+        &self.checked
+    }
+
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
@@ -428,14 +428,7 @@ impl WasmerModule {
             .map_err(|_| Error::new(Kind::Abi, "export memory: missing"))?
             .clone();
         env.as_mut(&mut store).memory = Some(memory);
-        let start = if self.checked.reactor {
-            Some("_initialize")
-        } else if self.checked.command {
-            Some("_start")
-        } else {
-            None
-        };
-        if let Some(name) = start {
+        if let Some(name) = self.checked.start_export() {
             let f: TypedFunction<(), ()> =
                 instance.exports.get_typed_function(&store, name).map_err(|e| start_error(name, e.to_string()))?;
             if let Err(e) = f.call(&mut store) {

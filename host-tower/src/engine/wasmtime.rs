@@ -209,10 +209,6 @@ impl WasmtimeModule {
         let pre = linker.instantiate_pre(&module).map_err(link_error)?;
         Ok(WasmtimeModule { pre, engine, checked })
     }
-
-    pub(crate) fn checked(&self) -> &Checked {
-        &self.checked
-    }
 }
 
 fn host_error(e: &wasmtime::Error) -> Option<&HostError> {
@@ -224,6 +220,10 @@ fn start_error(what: &str, e: wasmtime::Error) -> Error {
 }
 
 impl CompiledModule for WasmtimeModule {
+    fn checked(&self) -> &Checked {
+        &self.checked
+    }
+
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let deadline = ticks(host.shared.deadline);
         let limits = StoreLimitsBuilder::new().memory_size(host.shared.memory_limit).trap_on_grow_failure(true).build();
@@ -235,14 +235,7 @@ impl CompiledModule for WasmtimeModule {
             .get_memory(&mut store, http_wasm_abi::MEMORY)
             .ok_or_else(|| Error::new(Kind::Abi, "export memory: missing"))?;
         store.data_mut().memory = Some(memory);
-        let start = if self.checked.reactor {
-            Some("_initialize")
-        } else if self.checked.command {
-            Some("_start")
-        } else {
-            None
-        };
-        if let Some(name) = start {
+        if let Some(name) = self.checked.start_export() {
             let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| start_error(name, e))?;
             store.set_epoch_deadline(deadline);
             if let Err(e) = f.call(&mut store, ()) {

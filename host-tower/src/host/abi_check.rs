@@ -95,6 +95,29 @@ pub(crate) struct Checked {
     pub(crate) reactor: bool,
 }
 
+impl Checked {
+    /// The export to run once after instantiation: `_initialize` for a
+    /// reactor (preferred), else `_start` for a command.
+    pub(crate) fn start_export(&self) -> Option<&'static str> {
+        if self.reactor {
+            Some("_initialize")
+        } else if self.command {
+            Some("_start")
+        } else {
+            None
+        }
+    }
+
+    /// `reactor`, `command` or `none`, by the same rule.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.start_export() {
+            Some("_initialize") => "reactor",
+            Some(_) => "command",
+            None => "none",
+        }
+    }
+}
+
 /// Checks `shape`; on failure returns every problem found, one line each.
 pub(crate) fn check(shape: &Shape) -> Result<Checked, Vec<String>> {
     let mut problems = Vec::new();
