@@ -71,7 +71,9 @@ mod future;
 mod host;
 mod inspect;
 mod layer;
+mod metrics;
 mod plugin;
+mod pool;
 mod service;
 pub mod testing;
 
@@ -83,5 +85,6 @@ pub use http_wasm_abi as abi;
 pub use http_wasm_abi::{Features, LogLevel};
 pub use inspect::{Inspection, inspect};
 pub use layer::HttpWasmLayer;
-pub use plugin::{Engine, Plugin, PluginBuilder};
+pub use metrics::{MetricKind, Metrics};
+pub use plugin::{Engine, FailurePolicy, Isolation, Plugin, PluginBuilder};
 pub use service::{HttpWasm, SourceAddr};

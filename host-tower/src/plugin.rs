@@ -1,14 +1,14 @@
-//! A loaded guest module and its instance pool.
+//! A loaded guest module, its options, and how it is replaced at run time.
 
-use crate::engine::{CompiledModule, GuestInstance};
 use crate::error::{Error, Kind};
-use crate::host::{HostState, Shared};
+use crate::metrics::{Counters, Metrics};
+use crate::pool::{Lease, Loaded};
 use bytes::Bytes;
 use http_wasm_abi::{Features, HostFunction, LogLevel};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which WebAssembly engine runs a plugin's guests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -55,21 +55,67 @@ impl fmt::Display for Engine {
     }
 }
 
+/// How requests share guest instances.
+///
+/// Whatever the policy, an instance is pinned to one request from
+/// `handle_request` through `handle_response`, and an instance that failed
+/// (trap, deadline, invalid host call) is always discarded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Isolation {
+    /// Instances go back to the pool after each request, so guest globals
+    /// and memory persist from one request to the next (as in the Go host).
+    /// The fastest policy, and the default.
+    #[default]
+    Reuse,
+    /// A fresh instance (with its start function run) for every request:
+    /// nothing a guest keeps survives its request. Costs an instantiation
+    /// per request.
+    PerRequest,
+    /// Instances are reused, and replaced by a fresh one after serving this
+    /// many requests (at least 1; 1 is [`PerRequest`](Self::PerRequest)).
+    RecycleAfter(u64),
+}
+
+/// What the client gets when a guest fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// The request gets the layer's [`FailureResponse`](crate::FailureResponse)
+    /// (a 500 by default). The default.
+    #[default]
+    Closed,
+    /// The filter is skipped: the request goes to the next handler as the
+    /// client sent it (a failure in `handle_response`: the client gets the
+    /// next handler's response as it came). Logged at `warn` and counted in
+    /// [`Metrics::failed_open`].
+    ///
+    /// Failing open needs a copy of the request head on every request, and
+    /// is not possible once a guest consumed part of a request body without
+    /// `buffer_request`, nor after a response body failed: those failures
+    /// stay closed. Limits (a body over [`PluginBuilder::body_limit`]) are
+    /// not guest failures and always answer 413.
+    Open,
+}
+
 /// Options for loading a [`Plugin`]. Every knob documents its default.
 #[derive(Clone, Debug)]
 pub struct PluginBuilder {
-    name: Arc<str>,
-    config: Bytes,
-    log_level: LogLevel,
-    features: Features,
-    pool_size: usize,
-    body_limit: usize,
-    header_limit: usize,
-    engine: Engine,
-    env: Vec<Vec<u8>>,
-    deadline: Duration,
-    memory_limit: usize,
-    pool_wait: Duration,
+    pub(crate) name: Arc<str>,
+    pub(crate) config: Bytes,
+    pub(crate) log_level: LogLevel,
+    pub(crate) features: Features,
+    pub(crate) pool_size: usize,
+    pub(crate) body_limit: usize,
+    pub(crate) header_limit: usize,
+    pub(crate) engine: Engine,
+    pub(crate) env: Vec<Vec<u8>>,
+    pub(crate) deadline: Duration,
+    pub(crate) memory_limit: usize,
+    pub(crate) pool_wait: Duration,
+    pub(crate) isolation: Isolation,
+    pub(crate) failure_policy: FailurePolicy,
+    pub(crate) cache_dir: Option<PathBuf>,
 }
 
 impl Default for PluginBuilder {
@@ -87,12 +133,15 @@ impl Default for PluginBuilder {
             deadline: Duration::from_secs(1),
             memory_limit: 128 << 20,
             pool_wait: Duration::from_secs(10),
+            isolation: Isolation::Reuse,
+            failure_policy: FailurePolicy::Closed,
+            cache_dir: None,
         }
     }
 }
 
 impl PluginBuilder {
-    /// The name used in logs. Default: `http-wasm`.
+    /// The name used in logs and metrics. Default: `http-wasm`.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = name.into();
         self
@@ -160,10 +209,13 @@ impl PluginBuilder {
         self
     }
 
-    /// The most bytes of linear memory one instance may grow to; a
-    /// `memory.grow` past it traps. Enforced on wasmtime; on wasmer (whose
-    /// limits need `unsafe` tunables) the module's own maximum applies.
-    /// Default: 128 MiB.
+    /// The most bytes of linear memory one instance may grow to. On
+    /// wasmtime a `memory.grow` past it traps (`StoreLimits`). On wasmer
+    /// (whose limits need `unsafe` tunables) the module's memory maximum is
+    /// lowered to it before compiling, so a `memory.grow` past it fails as
+    /// the wasm specification says (it returns -1; a Rust or TinyGo guest's
+    /// allocator then aborts, a trap). A module whose initial memory is over
+    /// it fails to load on both. Default: 128 MiB.
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
         self
@@ -178,80 +230,84 @@ impl PluginBuilder {
         self
     }
 
+    /// How requests share instances. Default: [`Isolation::Reuse`].
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// What the client gets when the guest fails. Default:
+    /// [`FailurePolicy::Closed`].
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// A directory where compiled modules are kept, keyed by the module's
+    /// hash, the engine, its version and its settings, so that loading the
+    /// same module again skips compilation. Files are checked before use
+    /// (see the `cache` section of the crate docs): a truncated or altered
+    /// file is recompiled, never loaded. Default: none (every load
+    /// compiles).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
     /// Adds a WASI environment variable. Default: no environment.
     pub fn env(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.env.push(format!("{}={}", key.as_ref(), value.as_ref()).into_bytes());
         self
     }
 
-    /// Compiles, checks and starts `wasm` (binary or, for tests, text is
-    /// not accepted: pass bytes of a binary module).
+    /// Compiles, checks and starts `wasm` (the bytes of a binary module).
     ///
     /// Compiles once, checks every import and export against the ABI (the
     /// error lists each mismatch with the expected and found signature),
     /// links once, and starts a first instance so that a guest whose start
     /// fails is a load error, never a per-request surprise.
     pub fn build(self, wasm: impl AsRef<[u8]>) -> Result<Plugin, Error> {
+        let counters = Arc::new(Counters::default());
+        let loaded = Loaded::load(&self, wasm.as_ref(), counters.clone())?;
+        Ok(Plugin { slot: Arc::new(Slot { builder: self, current: RwLock::new(Arc::new(loaded)), counters }) })
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Error> {
         if self.pool_size == 0 {
             return Err(Error::new(Kind::Config, "pool_size must be at least 1"));
         }
-        let shared = Arc::new(Shared {
-            name: self.name,
-            config: self.config,
-            log_level: self.log_level,
-            allowed: self.features,
-            body_limit: self.body_limit,
-            header_limit: self.header_limit,
-            env: self.env,
-            deadline: self.deadline,
-            memory_limit: self.memory_limit,
-        });
-        let module = crate::engine::compile(self.engine, wasm.as_ref())?;
-        let imports = module.checked().host_imports.clone();
-        let first = module.instantiate(HostState::new(shared.clone()))?;
-        let mut first = first;
-        let module_features = first.host().module_features;
-        let inner = Arc::new(PluginInner {
-            shared,
-            module,
-            engine: self.engine,
-            imports,
-            module_features,
-            permits: Arc::new(Semaphore::new(self.pool_size)),
-            pool_wait: self.pool_wait,
-            idle: Mutex::new(vec![first]),
-        });
-        Ok(Plugin { inner })
+        if self.isolation == Isolation::RecycleAfter(0) {
+            return Err(Error::new(Kind::Config, "Isolation::RecycleAfter needs at least 1 request"));
+        }
+        Ok(())
     }
 }
 
-pub(crate) struct PluginInner {
-    pub(crate) shared: Arc<Shared>,
-    module: Arc<dyn CompiledModule>,
-    engine: Engine,
-    imports: Vec<HostFunction>,
-    module_features: Features,
-    permits: Arc<Semaphore>,
-    pool_wait: Duration,
-    idle: Mutex<Vec<Box<dyn GuestInstance>>>,
+/// What all clones of a [`Plugin`] share: the options, the module serving
+/// new requests, and the counters.
+pub(crate) struct Slot {
+    builder: PluginBuilder,
+    current: RwLock<Arc<Loaded>>,
+    counters: Arc<Counters>,
 }
 
 /// A compiled, checked guest module with its pool of ready instances.
 ///
-/// Cheap to clone (an `Arc`), `Send + Sync`. Build one with
-/// [`Plugin::builder`] and wrap services with
+/// Cheap to clone (an `Arc`), `Send + Sync`; clones share the module, the
+/// pool and the counters, and see a [`reload`](Plugin::reload). Build one
+/// with [`Plugin::builder`] and wrap services with
 /// [`HttpWasmLayer`](crate::HttpWasmLayer).
 #[derive(Clone)]
 pub struct Plugin {
-    pub(crate) inner: Arc<PluginInner>,
+    slot: Arc<Slot>,
 }
 
 impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plugin")
-            .field("name", &self.inner.shared.name)
-            .field("engine", &self.inner.engine)
-            .field("module_features", &self.inner.module_features)
+            .field("name", &self.slot.builder.name)
+            .field("engine", &self.slot.builder.engine)
+            .field("module_features", &self.module_features())
             .finish_non_exhaustive()
     }
 }
@@ -269,81 +325,70 @@ impl Plugin {
 
     /// The plugin's name.
     pub fn name(&self) -> &str {
-        &self.inner.shared.name
+        &self.slot.builder.name
     }
 
     /// The engine running the plugin.
     pub fn engine(&self) -> Engine {
-        self.inner.engine
+        self.slot.builder.engine
     }
 
-    /// The features the guest enabled while starting (they apply to every request).
+    /// What the client gets when the guest fails.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.slot.builder.failure_policy
+    }
+
+    /// The features the current module enabled while starting (they apply
+    /// to every request).
     pub fn module_features(&self) -> Features {
-        self.inner.module_features
+        self.current().module_features
     }
 
-    /// The host functions the module imports.
-    pub fn imports(&self) -> &[HostFunction] {
-        &self.inner.imports
+    /// The host functions the current module imports.
+    pub fn imports(&self) -> Vec<HostFunction> {
+        self.current().imports.clone()
     }
 
-    /// Takes an instance for one request, waiting while all are busy.
-    pub(crate) async fn acquire(&self) -> Result<Lease, Error> {
-        // Fast path: a free instance, no timer involved.
-        let permit = match self.inner.permits.clone().try_acquire_owned() {
-            Ok(p) => Ok(Ok(p)),
-            Err(_) => tokio::time::timeout(self.inner.pool_wait, self.inner.permits.clone().acquire_owned()).await,
-        };
-        let permit = match permit {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(Error::new(Kind::PoolTimeout, "instance pool closed")),
-            Err(_) => {
-                return Err(Error::new(
-                    Kind::PoolTimeout,
-                    format!("no instance free within {:?}", self.inner.pool_wait),
-                ));
+    /// The plugin's counters so far (they survive reloads).
+    pub fn metrics(&self) -> Metrics {
+        self.slot.counters.snapshot()
+    }
+
+    /// Replaces the module with `wasm`, keeping every option.
+    ///
+    /// The new module is compiled, checked and started before anything
+    /// changes; if that fails the error is returned and the old module keeps
+    /// serving. Otherwise the swap is atomic: requests already running finish
+    /// on the old module (its instances are dropped as they come back, so
+    /// for a moment up to twice [`PluginBuilder::pool_size`] instances may
+    /// be alive), new requests use the new one. Compiling blocks the calling
+    /// thread: from async code, call it inside `spawn_blocking`.
+    pub fn reload(&self, wasm: impl AsRef<[u8]>) -> Result<(), Error> {
+        match Loaded::load(&self.slot.builder, wasm.as_ref(), self.slot.counters.clone()) {
+            Ok(loaded) => {
+                *self.slot.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+                self.slot.counters.reloaded();
+                tracing::info!(target: "http_wasm", plugin = self.name(), "module reloaded");
+                Ok(())
             }
-        };
-        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let instance = match idle {
-            Some(i) => i,
-            None => self.inner.module.instantiate(HostState::new(self.inner.shared.clone()))?,
-        };
-        Ok(Lease { instance: Some(instance), plugin: self.inner.clone(), _permit: permit })
-    }
-}
-
-/// An instance pinned to one request; back to the pool on drop unless discarded.
-pub(crate) struct Lease {
-    instance: Option<Box<dyn GuestInstance>>,
-    plugin: Arc<PluginInner>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Lease {
-    pub(crate) fn instance(&mut self) -> &mut dyn GuestInstance {
-        self.instance.as_deref_mut().expect("instance present until drop or discard")
-    }
-
-    pub(crate) fn host(&mut self) -> &mut HostState {
-        self.instance().host()
-    }
-
-    /// Drops the instance instead of returning it (after any trap).
-    pub(crate) fn discard(&mut self) {
-        self.instance = None;
-    }
-
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.plugin.shared
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(mut instance) = self.instance.take() {
-            instance.host().exchange = None;
-            self.plugin.idle.lock().unwrap_or_else(|e| e.into_inner()).push(instance);
+            Err(e) => {
+                self.slot.counters.reload_failed();
+                tracing::warn!(target: "http_wasm", plugin = self.name(), error = %e, "reload rejected; the old module keeps serving");
+                Err(e)
+            }
         }
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.slot.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.slot.counters
+    }
+
+    /// Takes an instance of the current module for one request.
+    pub(crate) async fn acquire(&self) -> Result<Lease, Error> {
+        Lease::acquire(self.current()).await
     }
 }

@@ -5,8 +5,9 @@ use crate::future::ResponseFuture;
 use crate::host::body::{PREFETCH_LIMIT, blocking_reads};
 use crate::host::exchange::{Framing, set_content_length};
 use crate::host::{BodyState, Exchange, HostError, Phase};
-use crate::plugin::Lease;
-use crate::{DefaultFailureResponse, Error, FailureResponse, Plugin};
+use crate::metrics::Stage;
+use crate::pool::Lease;
+use crate::{DefaultFailureResponse, Error, FailurePolicy, FailureResponse, Plugin};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
@@ -134,11 +135,43 @@ enum CollectError<E> {
     TooLarge(usize),
 }
 
+/// The request head as the client sent it, kept to skip a failed filter.
+struct Original {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+}
+
+impl Original {
+    fn of(parts: &http::request::Parts) -> Original {
+        Original {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    fn into_request(self, body: RequestBody) -> Request<RequestBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        req
+    }
+}
+
 impl<F: FailureResponse> Run<F> {
-    fn fail<B>(&self, lease: Option<&mut Lease>, error: Error) -> Response<ResponseBody<B>> {
+    fn fail<B>(&self, stage: Stage, lease: Option<&mut Lease>, error: Error) -> Response<ResponseBody<B>> {
         if let Some(lease) = lease {
             lease.discard();
         }
+        self.plugin.counters().failure(stage, &error);
         let response = self.on_failure.response(&error);
         tracing::error!(
             target: "http_wasm",
@@ -151,6 +184,47 @@ impl<F: FailureResponse> Run<F> {
         let mut res = Response::from_parts(parts, ResponseBody::full(body.clone(), None));
         set_content_length(res.headers_mut(), Some(body.len() as u64));
         res
+    }
+
+    /// Logs and counts a failure answered by skipping the filter.
+    fn skip(&self, stage: Stage, lease: Option<&mut Lease>, error: &Error) {
+        if let Some(lease) = lease {
+            lease.discard();
+        }
+        let counters = self.plugin.counters();
+        counters.failure(stage, error);
+        counters.failed_open();
+        tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), error = %error, "guest failed; filter skipped (fail open)");
+    }
+
+    /// A failure in `handle_request`: the failure response, or with
+    /// [`FailurePolicy::Open`] the client's request handed on untouched
+    /// when its body can still be given whole.
+    async fn request_failed<S, ResBody>(
+        &self,
+        mut inner: S,
+        mut lease: Lease,
+        original: Option<Original>,
+        error: Error,
+    ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<RequestBody>, Response = Response<ResBody>>,
+    {
+        let exchange = lease.host().exchange.take();
+        let (Some(original), Some(mut ex)) = (original, exchange) else {
+            return Ok(self.fail(Stage::Request, Some(&mut lease), error));
+        };
+        if ex.req_body.consumed {
+            tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), "cannot fail open: the guest consumed the request body");
+            return Ok(self.fail(Stage::Request, Some(&mut lease), error));
+        }
+        self.skip(Stage::Request, Some(&mut lease), &error);
+        drop(lease);
+        ex.req_body.written = None;
+        let (body, framing) = ex.forward_request_body();
+        let mut req = original.into_request(body);
+        framing.apply(req.headers_mut());
+        Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)))
     }
 
     async fn exchange<S, ReqBody, ResBody>(
@@ -166,11 +240,20 @@ impl<F: FailureResponse> Run<F> {
         ResBody: Body,
         ResBody::Error: std::fmt::Display,
     {
+        let counters = self.plugin.counters();
+        counters.request();
+        let fail_open = self.plugin.failure_policy() == FailurePolicy::Open;
         let mut lease = match self.plugin.acquire().await {
             Ok(l) => l,
-            Err(e) => return Ok(self.fail(None, e)),
+            Err(e) if fail_open => {
+                self.skip(Stage::Acquire, None, &e);
+                let req = req.map(|b| RequestBody::stream(Some(box_body(b))));
+                return Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)));
+            }
+            Err(e) => return Ok(self.fail(Stage::Acquire, None, e)),
         };
         let (parts, body) = req.into_parts();
+        let original = fail_open.then(|| Original::of(&parts));
         let source_addr =
             parts.extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| parts.extensions.get::<SocketAddr>().copied());
         let features = lease.host().module_features;
@@ -187,18 +270,18 @@ impl<F: FailureResponse> Run<F> {
                         Some(&HostError::BodyTooLarge { limit }),
                         format!("over {limit} bytes"),
                     );
-                    return Ok(self.fail(None, e));
+                    return Ok(self.fail(Stage::Body, None, e));
                 }
                 Err(CollectError::Body(e)) => {
                     let e = Error::new(crate::error::Kind::Body, "request body failed").with_source(e.into());
-                    return Ok(self.fail(None, e));
+                    return Ok(self.fail(Stage::Body, None, e));
                 }
             }
         } else {
             let mut state = BodyState::streaming(box_body(body));
             if let Err(e) = state.prefetch(PREFETCH_LIMIT) {
                 let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
-                return Ok(self.fail(None, e));
+                return Ok(self.fail(Stage::Body, None, e));
             }
             state
         };
@@ -220,30 +303,30 @@ impl<F: FailureResponse> Run<F> {
                     }
                     Err(_) => {
                         let e = Error::new(crate::error::Kind::Guest, "handle_request panicked");
-                        return Ok(self.fail(None, e));
+                        return Ok(self.fail(Stage::Request, None, e));
                     }
                 }
             }
             Err(_) if arriving => blocking_reads(|| lease.instance().handle_request()),
             _ => lease.instance().handle_request(),
         };
-        let raw = match result {
-            Ok(raw) => raw,
-            Err(e) => return Ok(self.fail(Some(&mut lease), e)),
-        };
-        let ctx = match CtxNext::decode(raw) {
+        let ctx = match result.and_then(|raw| {
+            CtxNext::decode(raw)
+                .map_err(|v| Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}")))
+        }) {
             Ok(ctx) => ctx,
-            Err(v) => {
-                let e = Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}"));
-                return Ok(self.fail(Some(&mut lease), e));
-            }
+            Err(e) if e.is_body_too_large() => return Ok(self.fail(Stage::Request, Some(&mut lease), e)),
+            Err(e) => return self.request_failed(inner, lease, original, e).await,
         };
         let Some(mut ex) = lease.host().exchange.take() else {
-            return Ok(self.fail(Some(&mut lease), Error::new(crate::error::Kind::Guest, "exchange lost")));
+            let e = Error::new(crate::error::Kind::Guest, "exchange lost");
+            return Ok(self.fail(Stage::Request, Some(&mut lease), e));
         };
         if !ctx.next {
+            counters.short_circuit();
             return Ok(short_circuit(ex));
         }
+        counters.next_call();
 
         // Hand the request on; keep what the guest may still read of it.
         let (body, framing) = ex.forward_request_body();
@@ -251,7 +334,10 @@ impl<F: FailureResponse> Run<F> {
         *fwd.method_mut() = ex.request.method.clone();
         *fwd.uri_mut() = ex.request.uri.clone();
         *fwd.version_mut() = ex.request.version;
-        *fwd.headers_mut() = ex.request.headers.clone();
+        // A guest that can read headers may still read these in
+        // `handle_response`; for any other the map moves.
+        *fwd.headers_mut() =
+            if lease.reads_headers() { ex.request.headers.clone() } else { std::mem::take(&mut ex.request.headers) };
         *fwd.extensions_mut() = std::mem::take(&mut ex.request.extensions);
         framing.apply(fwd.headers_mut());
 
@@ -262,12 +348,14 @@ impl<F: FailureResponse> Run<F> {
             Err(e) => {
                 lease.host().exchange = Some(ex);
                 if let Err(err) = lease.instance().handle_response(ctx.req_ctx, true) {
-                    let _ = self.fail::<ResBody>(Some(&mut lease), err);
+                    let _ = self.fail::<ResBody>(Stage::Response, Some(&mut lease), err);
                 }
                 return Err(e);
             }
         };
         let (parts, inner_body) = response.into_parts();
+        // What the next handler answered, to skip a failed filter.
+        let answered = fail_open.then(|| (parts.status, parts.version, parts.headers.clone()));
         // Merge what the guest wrote before next (spec §2.1).
         if !(ex.status_set && parts.status == StatusCode::OK) {
             ex.status = parts.status;
@@ -310,6 +398,7 @@ impl<F: FailureResponse> Run<F> {
             ex.resp_body.written = None;
             passthrough = Some(inner_body);
         }
+        let upstream_trailers = if answered.is_some() { ex.resp_body.trailers.clone() } else { None };
         if let Some(t) = guest_trailers {
             let mine = ex.resp_body.trailers.get_or_insert_with(HeaderMap::new);
             for (k, v) in t.iter() {
@@ -318,14 +407,36 @@ impl<F: FailureResponse> Run<F> {
         }
         lease.host().exchange = Some(ex);
         if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error) {
-            return Ok(self.fail(Some(&mut lease), e));
+            let ex = lease.host().exchange.take();
+            // Fail open: the next handler's response as it came, when its body is whole.
+            let body = match (&answered, passthrough, ex) {
+                (None, _, _) | (_, None, None) => None,
+                (Some(_), Some(inner), _) => Some(ResponseBody::inner(inner, None)),
+                (Some(_), None, Some(mut ex)) if !is_error && !ex.resp_body.consumed => {
+                    ex.resp_body.written = None;
+                    Some(ResponseBody::buffered(ex.resp_body.take_chunks(), upstream_trailers))
+                }
+                (Some(_), None, Some(_)) => None,
+            };
+            return Ok(match (answered, body) {
+                (Some((status, version, headers)), Some(body)) => {
+                    self.skip(Stage::Response, Some(&mut lease), &e);
+                    let mut res = Response::new(body);
+                    *res.status_mut() = status;
+                    *res.version_mut() = version;
+                    *res.headers_mut() = headers;
+                    res
+                }
+                _ => self.fail(Stage::Response, Some(&mut lease), e),
+            });
         }
         let Some(ex) = lease.host().exchange.take() else {
-            return Ok(self.fail(Some(&mut lease), Error::new(crate::error::Kind::Guest, "exchange lost")));
+            let e = Error::new(crate::error::Kind::Guest, "exchange lost");
+            return Ok(self.fail(Stage::Response, Some(&mut lease), e));
         };
         if is_error {
             let e = Error::new(crate::error::Kind::Guest, "the next handler's response body failed");
-            return Ok(self.fail(None, e));
+            return Ok(self.fail(Stage::Response, None, e));
         }
         Ok(finish(ex, passthrough))
     }

@@ -5,18 +5,36 @@ use crate::error::{Error, Kind};
 use crate::host::abi_check::{self, Checked, Shape};
 use crate::host::{HostError, HostState};
 
+#[cfg(feature = "module-cache")]
+pub(crate) mod cache;
+#[cfg(feature = "wasmer")]
+mod memory_cap;
 #[cfg(feature = "wasmer")]
 pub(crate) mod wasmer;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;
 
-/// Compiles, checks and links `wasm` with `engine`.
-pub(crate) fn compile(engine: crate::Engine, wasm: &[u8]) -> Result<std::sync::Arc<dyn CompiledModule>, Error> {
+/// Compiles, checks and links `wasm` with `engine`, through the
+/// compiled-module cache in `cache_dir` if one is given.
+#[cfg_attr(not(feature = "wasmer"), allow(unused_variables))]
+pub(crate) fn compile(
+    engine: crate::Engine,
+    wasm: &[u8],
+    cache_dir: Option<&std::path::Path>,
+    memory_limit: usize,
+) -> Result<std::sync::Arc<dyn CompiledModule>, Error> {
+    #[cfg(not(feature = "module-cache"))]
+    if cache_dir.is_some() {
+        return Err(Error::new(Kind::Config, "cache_dir needs the `module-cache` feature of tower-http-wasm"));
+    }
     Ok(match engine {
         #[cfg(feature = "wasmtime")]
-        crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm)?),
+        crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm, cache_dir)?),
         #[cfg(feature = "wasmer")]
-        crate::Engine::Wasmer => std::sync::Arc::new(wasmer::WasmerModule::compile(wasm)?),
+        crate::Engine::Wasmer => {
+            let wasm = memory_cap::cap_memories(wasm, memory_limit)?;
+            std::sync::Arc::new(wasmer::WasmerModule::compile(&wasm, cache_dir)?)
+        }
     })
 }
 

@@ -87,10 +87,48 @@ pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
     Ok(shape(&compile_module(&Engine::from(wasmer::sys::Cranelift::default()), wasm)?))
 }
 
+/// The wasmer version in `Cargo.toml` (pinned with `=`), for cache keys.
+#[cfg(feature = "module-cache")]
+const WASMER_VERSION: &str = "7.3.0";
+
+/// Compiles with one engine, for the compiled-module cache.
+#[cfg(feature = "module-cache")]
+struct Compiler<'a>(&'a Engine);
+
+#[cfg(feature = "module-cache")]
+impl super::cache::Compiler for Compiler<'_> {
+    type Module = Module;
+
+    fn id(&self) -> Vec<u8> {
+        format!("wasmer {WASMER_VERSION}:{}", self.0.deterministic_id()).into_bytes()
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Module, Error> {
+        compile_module(self.0, wasm)
+    }
+
+    fn serialize(&self, module: &Module) -> Result<Vec<u8>, String> {
+        module.serialize().map(|b| b.to_vec()).map_err(|e| e.to_string())
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<Module, String> {
+        // SAFETY: `bytes` passed the cache's digest check: they are exactly
+        // what `Module::serialize` wrote for this wasmer version and engine
+        // (part of the key), in a directory only this user may write to.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(self.0, bytes.to_vec()) };
+        module.map_err(|e| e.to_string())
+    }
+}
+
 impl WasmerModule {
-    pub(crate) fn compile(wasm: &[u8]) -> Result<WasmerModule, Error> {
+    pub(crate) fn compile(wasm: &[u8], cache_dir: Option<&std::path::Path>) -> Result<WasmerModule, Error> {
         let engine = Engine::from(wasmer::sys::Cranelift::default());
-        let module = compile_module(&engine, wasm)?;
+        let module = match cache_dir {
+            #[cfg(feature = "module-cache")]
+            Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), wasm)?,
+            _ => compile_module(&engine, wasm)?,
+        };
         let checked = check_shape(&shape(&module))?;
         Ok(WasmerModule { engine, module, checked })
     }

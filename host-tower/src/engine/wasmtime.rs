@@ -194,16 +194,57 @@ fn link(engine: &Engine) -> Result<Linker<StoreData>, Error> {
 
 /// Compiles `wasm` only to read its imports and exports.
 pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
-    let module = Module::new(shared_engine()?, wasm)
-        .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))?;
-    Ok(shape(&module))
+    Ok(shape(&compile_module(shared_engine()?, wasm)?))
+}
+
+/// Compiles with the shared engine, for the compiled-module cache.
+#[cfg(feature = "module-cache")]
+struct Compiler<'a>(&'a Engine);
+
+#[cfg(feature = "module-cache")]
+impl super::cache::Compiler for Compiler<'_> {
+    type Module = Module;
+
+    fn id(&self) -> Vec<u8> {
+        use sha2::Digest;
+        let mut h = super::cache::DigestHasher(sha2::Sha256::new());
+        std::hash::Hash::hash(&self.0.precompile_compatibility_hash(), &mut h);
+        let mut id = b"wasmtime:".to_vec();
+        id.extend_from_slice(&h.0.finalize());
+        id
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Module, Error> {
+        compile_module(self.0, wasm)
+    }
+
+    fn serialize(&self, module: &Module) -> Result<Vec<u8>, String> {
+        module.serialize().map_err(|e| format!("{e:#}"))
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<Module, String> {
+        // SAFETY: `bytes` passed the cache's digest check: they are exactly
+        // what `Module::serialize` wrote for this engine's compatibility hash
+        // (part of the key), in a directory only this user may write to.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(self.0, bytes) };
+        module.map_err(|e| format!("{e:#}"))
+    }
+}
+
+fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
+    Module::new(engine, wasm)
+        .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))
 }
 
 impl WasmtimeModule {
-    pub(crate) fn compile(wasm: &[u8]) -> Result<WasmtimeModule, Error> {
+    pub(crate) fn compile(wasm: &[u8], cache_dir: Option<&std::path::Path>) -> Result<WasmtimeModule, Error> {
         let engine = shared_engine()?.clone();
-        let module = Module::new(&engine, wasm)
-            .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(format!("{e:#}")))?;
+        let module = match cache_dir {
+            #[cfg(feature = "module-cache")]
+            Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), wasm)?,
+            _ => compile_module(&engine, wasm)?,
+        };
         let checked = check_shape(&shape(&module))?;
         let linker = link(&engine)?;
         let pre = linker.instantiate_pre(&module).map_err(link_error)?;

@@ -60,21 +60,62 @@ fn an_endless_start_is_a_load_error() {
 }
 
 #[tokio::test]
-async fn memory_growth_past_the_cap_traps_cleanly() {
-    // wasmtime only: wasmer enforces memory limits through `unsafe`
-    // tunables, which this crate does not write (see PluginBuilder::memory_limit).
+async fn memory_growth_past_the_cap_fails_cleanly() {
+    // wasmtime traps at the failed grow; on wasmer the grow returns -1 (the
+    // module's maximum was lowered to the cap) and the guest traps on it, as
+    // a guest's allocator does.
     let wasm = module(&format!(
         r#"(func (export "handle_request") (result i64)
-    (drop (memory.grow (i32.const 1000)))
+    (if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1)) (then unreachable))
     (i64.const 1))
   {NOOP_RESPONSE}"#
     ));
-    let engine = Engine::Wasmtime;
-    let plugin = builder(engine).memory_limit(4 << 20).build(&wasm).unwrap();
-    let got = send(&plugin, get("/")).await;
-    assert_eq!(got.status, 500, "[{engine}]");
-    let plugin = builder(engine).memory_limit(256 << 20).build(&wasm).unwrap();
-    assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}] within the cap");
+    for &engine in engines() {
+        let plugin = builder(engine).memory_limit(4 << 20).build(&wasm).unwrap();
+        let got = send(&plugin, get("/")).await;
+        assert_eq!(got.status, 500, "[{engine}]");
+        assert_eq!(plugin.metrics().request_failures, 1, "[{engine}]");
+        let plugin = builder(engine).memory_limit(256 << 20).build(&wasm).unwrap();
+        assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}] within the cap");
+    }
+}
+
+#[test]
+fn initial_memory_over_the_cap_is_a_load_error() {
+    // The harness module asks for 40 pages (2.5 MiB) at start.
+    let wasm = module(&format!(r#"(func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#));
+    for &engine in engines() {
+        let err = builder(engine).memory_limit(1 << 20).build(&wasm).unwrap_err();
+        assert!(err.is_load(), "[{engine}] {err}");
+    }
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_clean_500() {
+    let wasm = module(&format!(
+        r#"(func $down (param i64) (result i64) (i64.add (call $down (i64.add (local.get 0) (i64.const 1))) (i64.const 1)))
+  (func (export "handle_request") (result i64) (drop (call $down (i64.const 0))) (i64.const 1))
+  {NOOP_RESPONSE}"#
+    ));
+    for &engine in engines() {
+        let plugin = builder(engine).pool_size(1).build(&wasm).unwrap();
+        let got = send(&plugin, get("/")).await;
+        assert_eq!(got.status, 500, "[{engine}] stack overflow");
+        assert_eq!(&got.body[..], b"Internal Server Error\n", "[{engine}] no engine text");
+    }
+}
+
+#[test]
+fn a_module_without_memory_is_a_load_error() {
+    let wasm = wat::parse_str(
+        r#"(module (func (export "handle_request") (result i64) (i64.const 1))
+  (func (export "handle_response") (param i32 i32)))"#,
+    )
+    .unwrap();
+    for &engine in engines() {
+        let err = builder(engine).build(&wasm).unwrap_err();
+        assert!(err.is_load(), "[{engine}] {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,15 @@
 //! guests written for the purpose, and real hyper servers on 127.0.0.1.
 
 mod abi;
+mod arbitrary_calls;
 mod bodies;
 mod concurrency;
 mod failures;
 mod harness;
 mod headers;
 mod limits;
+mod policies;
+mod reload;
 mod request_line;
 mod response;
 mod server;

@@ -1,0 +1,158 @@
+//! One loaded module and its bounded pool of instances.
+
+use crate::engine::{CompiledModule, GuestInstance};
+use crate::error::{Error, Kind};
+use crate::host::{HostState, Shared};
+use crate::metrics::Counters;
+use crate::plugin::{Isolation, PluginBuilder};
+use http_wasm_abi::{Features, HostFunction};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A compiled module with its instances: what a [`Plugin`](crate::Plugin)
+/// serves requests with until a reload replaces it.
+pub(crate) struct Loaded {
+    shared: Arc<Shared>,
+    module: Arc<dyn CompiledModule>,
+    pub(crate) imports: Vec<HostFunction>,
+    pub(crate) module_features: Features,
+    /// The module can read request headers (it imports a function that
+    /// does), so they are kept for `handle_response` after forwarding.
+    reads_headers: bool,
+    permits: Arc<Semaphore>,
+    pool_wait: Duration,
+    isolation: Isolation,
+    idle: Mutex<Vec<Pooled>>,
+    counters: Arc<Counters>,
+}
+
+impl Loaded {
+    /// Compiles, checks and starts a first instance of `wasm`.
+    pub(crate) fn load(options: &PluginBuilder, wasm: &[u8], counters: Arc<Counters>) -> Result<Loaded, Error> {
+        options.check()?;
+        let shared = Arc::new(Shared {
+            name: options.name.clone(),
+            config: options.config.clone(),
+            log_level: options.log_level,
+            allowed: options.features,
+            body_limit: options.body_limit,
+            header_limit: options.header_limit,
+            env: options.env.clone(),
+            deadline: options.deadline,
+            memory_limit: options.memory_limit,
+        });
+        let module = crate::engine::compile(options.engine, wasm, options.cache_dir.as_deref(), options.memory_limit)?;
+        let imports = module.checked().host_imports.clone();
+        let mut first = Pooled::start(&*module, &shared, &counters)?;
+        let module_features = first.instance.host().module_features;
+        let reads_headers =
+            imports.iter().any(|f| matches!(f, HostFunction::GetHeaderNames | HostFunction::GetHeaderValues));
+        Ok(Loaded {
+            shared,
+            module,
+            reads_headers,
+            imports,
+            module_features,
+            permits: Arc::new(Semaphore::new(options.pool_size)),
+            pool_wait: options.pool_wait,
+            isolation: options.isolation,
+            idle: Mutex::new(vec![first]),
+            counters,
+        })
+    }
+}
+
+/// A live instance and how many requests it served.
+struct Pooled {
+    instance: Box<dyn GuestInstance>,
+    served: u64,
+    counters: Arc<Counters>,
+}
+
+impl Pooled {
+    fn start(module: &dyn CompiledModule, shared: &Arc<Shared>, counters: &Arc<Counters>) -> Result<Pooled, Error> {
+        let instance = module.instantiate(HostState::new(shared.clone()))?;
+        counters.instance_started();
+        Ok(Pooled { instance, served: 0, counters: counters.clone() })
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.counters.instance_dropped();
+    }
+}
+
+/// An instance pinned to one request; back to the pool on drop unless
+/// discarded or due for replacement by the isolation policy.
+pub(crate) struct Lease {
+    instance: Option<Pooled>,
+    loaded: Arc<Loaded>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Takes an instance of `loaded`, waiting while all are busy.
+    pub(crate) async fn acquire(loaded: Arc<Loaded>) -> Result<Lease, Error> {
+        // Fast path: a free instance, no timer involved.
+        let permit = match loaded.permits.clone().try_acquire_owned() {
+            Ok(p) => Ok(Ok(p)),
+            Err(_) => {
+                loaded.counters.pool_waited();
+                tokio::time::timeout(loaded.pool_wait, loaded.permits.clone().acquire_owned()).await
+            }
+        };
+        let permit = match permit {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(Error::new(Kind::PoolTimeout, "instance pool closed")),
+            Err(_) => {
+                return Err(Error::new(Kind::PoolTimeout, format!("no instance free within {:?}", loaded.pool_wait)));
+            }
+        };
+        let idle = loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let instance = match idle {
+            Some(i) => i,
+            None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters)?,
+        };
+        Ok(Lease { instance: Some(instance), loaded, _permit: permit })
+    }
+
+    pub(crate) fn instance(&mut self) -> &mut dyn GuestInstance {
+        &mut *self.instance.as_mut().expect("instance present until drop or discard").instance
+    }
+
+    pub(crate) fn host(&mut self) -> &mut HostState {
+        self.instance().host()
+    }
+
+    /// Drops the instance instead of returning it (after any trap).
+    pub(crate) fn discard(&mut self) {
+        self.instance = None;
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.loaded.shared
+    }
+
+    /// True when the guest may read request headers in `handle_response`.
+    pub(crate) fn reads_headers(&self) -> bool {
+        self.loaded.reads_headers
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(mut pooled) = self.instance.take() else { return };
+        pooled.served += 1;
+        let keep = match self.loaded.isolation {
+            Isolation::Reuse => true,
+            Isolation::PerRequest => false,
+            Isolation::RecycleAfter(n) => pooled.served < n,
+        };
+        if keep {
+            pooled.instance.host().exchange = None;
+            self.loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).push(pooled);
+        }
+    }
+}
