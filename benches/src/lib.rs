@@ -76,6 +76,17 @@ impl<B> Service<Request<B>> for Answer {
     }
 }
 
+/// The inner service of the filter benchmarks: answers 200 with the request
+/// body (empty for a GET), as an echo upstream would.
+pub async fn echo<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let body = req.into_body().collect().await.expect("request body").to_bytes();
+    Ok(Response::new(Full::new(body)))
+}
+
 /// Sends one GET through `svc` and drains the response body.
 pub fn one_request<S, B>(rt: &tokio::runtime::Runtime, svc: &S)
 where
@@ -84,10 +95,33 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    rt.block_on(async {
-        let res = svc.clone().oneshot(Request::get("/").body(Full::default()).expect("request")).await.expect("ok");
-        res.into_body().collect().await.expect("body");
-    });
+    send(rt, svc, Request::get("/").body(Full::default()).expect("request"));
+}
+
+/// Sends `req` through `svc` and drains the response body; returns the
+/// status (for the benchmarks' own sanity checks).
+pub fn send<S, B>(rt: &tokio::runtime::Runtime, svc: &S, req: Request<Full<Bytes>>) -> http::StatusCode
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    rt.block_on(send_async(svc.clone(), req))
+}
+
+/// [`send`] inside a runtime.
+pub async fn send_async<S, B>(svc: S, req: Request<Full<Bytes>>) -> http::StatusCode
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let res = svc.oneshot(req).await.expect("ok");
+    let status = res.status();
+    res.into_body().collect().await.expect("body");
+    status
 }
 
 /// The native baseline of one host-function pattern: a tower middleware
