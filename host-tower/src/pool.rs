@@ -20,6 +20,9 @@ pub(crate) struct Loaded {
     /// The module can read request headers (it imports a function that
     /// does), so they are kept for `handle_response` after forwarding.
     reads_headers: bool,
+    /// The same for the request URI (`get_uri`, and header reads, which
+    /// answer `host` from the URI's authority on HTTP/2).
+    reads_uri: bool,
     permits: Arc<Semaphore>,
     pool_wait: Duration,
     isolation: Isolation,
@@ -48,10 +51,12 @@ impl Loaded {
         let module_features = first.instance.host().module_features;
         let reads_headers =
             imports.iter().any(|f| matches!(f, HostFunction::GetHeaderNames | HostFunction::GetHeaderValues));
+        let reads_uri = reads_headers || imports.contains(&HostFunction::GetUri);
         Ok(Loaded {
             shared,
             module,
             reads_headers,
+            reads_uri,
             imports,
             module_features,
             permits: Arc::new(Semaphore::new(options.pool_size)),
@@ -138,6 +143,11 @@ impl Lease {
     /// True when the guest may read request headers in `handle_response`.
     pub(crate) fn reads_headers(&self) -> bool {
         self.loaded.reads_headers
+    }
+
+    /// True when the guest may read the request URI in `handle_response`.
+    pub(crate) fn reads_uri(&self) -> bool {
+        self.loaded.reads_uri
     }
 }
 

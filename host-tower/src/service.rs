@@ -332,10 +332,10 @@ impl<F: FailureResponse> Run<F> {
         let (body, framing) = ex.forward_request_body();
         let mut fwd = Request::new(body);
         *fwd.method_mut() = ex.request.method.clone();
-        *fwd.uri_mut() = ex.request.uri.clone();
+        *fwd.uri_mut() = if lease.reads_uri() { ex.request.uri.clone() } else { std::mem::take(&mut ex.request.uri) };
         *fwd.version_mut() = ex.request.version;
-        // A guest that can read headers may still read these in
-        // `handle_response`; for any other the map moves.
+        // A guest that can read the URI or headers may still read them in
+        // `handle_response`; for any other they move.
         *fwd.headers_mut() =
             if lease.reads_headers() { ex.request.headers.clone() } else { std::mem::take(&mut ex.request.headers) };
         *fwd.extensions_mut() = std::mem::take(&mut ex.request.extensions);
