@@ -31,6 +31,9 @@ pub(crate) enum Kind {
     BodyTooLarge,
     /// The request body failed while the host read it.
     Body,
+    /// The next handler's response body failed, or exceeded the buffer
+    /// limit, while the host buffered it for the guest.
+    ResponseBody,
     /// No instance became free within the pool's wait limit.
     PoolTimeout,
     /// A configuration value is invalid.
@@ -86,6 +89,13 @@ impl Error {
     /// Reading the request body from the client failed.
     pub fn is_body(&self) -> bool {
         self.kind == Kind::Body
+    }
+
+    /// The next handler's response body failed, or exceeded
+    /// [`body_limit`](crate::PluginBuilder::body_limit), while the host
+    /// buffered it for a guest with `buffer_response`. Not a guest failure.
+    pub fn is_response_body(&self) -> bool {
+        self.kind == Kind::ResponseBody
     }
 
     /// No guest instance became free within the pool's wait limit.

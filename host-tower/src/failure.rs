@@ -34,6 +34,7 @@ where
 /// | request body over the buffer limit ([`Error::is_body_too_large`]) | 413 |
 /// | no instance free in time ([`Error::is_pool_timeout`]) | 503 |
 /// | client's request body failed ([`Error::is_body`]) | 400 |
+/// | next handler's response body failed or was over the buffer limit ([`Error::is_response_body`]) | 502 |
 /// | anything else | 500 |
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultFailureResponse;
@@ -46,6 +47,8 @@ impl FailureResponse for DefaultFailureResponse {
             StatusCode::SERVICE_UNAVAILABLE
         } else if error.is_body() {
             StatusCode::BAD_REQUEST
+        } else if error.is_response_body() {
+            StatusCode::BAD_GATEWAY
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };

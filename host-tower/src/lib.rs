@@ -51,8 +51,8 @@
 //! instance that fails to start or a buffered body over the limit never
 //! reach the client as text: they are logged at `error` level with their
 //! detail, and the client gets the response of the [`FailureResponse`]
-//! policy ([`DefaultFailureResponse`]: a short plain-text 500, 413, 503 or
-//! 400). The service's error type is the inner service's, so the layer fits
+//! policy ([`DefaultFailureResponse`]: a short plain-text 500, 413, 503,
+//! 400, or 502 when the next handler's response body failed while buffered). The service's error type is the inner service's, so the layer fits
 //! `axum::Router::layer` without `HandleErrorLayer`.
 //!
 //! # Guest logs

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub pool_timeouts: u64,
     /// Request bodies over the buffer limit (413).
     pub bodies_too_large: u64,
+    /// Response bodies of the next handler that failed or were over the
+    /// buffer limit while buffered for the guest (502).
+    pub response_bodies_failed: u64,
     /// Failures answered by skipping the filter ([`FailurePolicy::Open`](crate::FailurePolicy::Open)).
     pub failed_open: u64,
     /// Instances started, including the first one of each load.
@@ -72,6 +75,12 @@ impl Metrics {
             ("pool_waits", "Requests that waited for a free instance.", Counter, self.pool_waits),
             ("pool_timeouts", "Requests that waited past the pool's limit.", Counter, self.pool_timeouts),
             ("bodies_too_large", "Request bodies over the buffer limit.", Counter, self.bodies_too_large),
+            (
+                "response_bodies_failed",
+                "Next-handler response bodies that failed or were over the buffer limit.",
+                Counter,
+                self.response_bodies_failed,
+            ),
             ("failed_open", "Failures answered by skipping the filter.", Counter, self.failed_open),
             ("instances_started", "Instances started.", Counter, self.instances_started),
             ("instances", "Instances alive.", Gauge, self.instances),
@@ -107,6 +116,7 @@ pub(crate) struct Counters {
     pool_waits: AtomicU64,
     pool_timeouts: AtomicU64,
     bodies_too_large: AtomicU64,
+    response_bodies_failed: AtomicU64,
     failed_open: AtomicU64,
     instances_started: AtomicU64,
     instances_dropped: AtomicU64,
@@ -132,6 +142,7 @@ impl Counters {
             pool_waits: self.pool_waits.load(Relaxed),
             pool_timeouts: self.pool_timeouts.load(Relaxed),
             bodies_too_large: self.bodies_too_large.load(Relaxed),
+            response_bodies_failed: self.response_bodies_failed.load(Relaxed),
             failed_open: self.failed_open.load(Relaxed),
             instances_started: started,
             instances: started.saturating_sub(self.instances_dropped.load(Relaxed)),
@@ -183,6 +194,8 @@ impl Counters {
         }
         if error.is_pool_timeout() {
             bump(&self.pool_timeouts);
+        } else if error.is_response_body() {
+            bump(&self.response_bodies_failed);
         } else if error.is_body_too_large() && stage != Stage::Response {
             bump(&self.bodies_too_large);
         } else {

@@ -374,7 +374,7 @@ impl<F: FailureResponse> Run<F> {
             }
         }
         let guest_trailers = ex.resp_body.trailers.take();
-        let mut is_error = false;
+        let mut is_error = None;
         let mut passthrough = None;
         if ex.has(Feature::BufferResponse) {
             match collect(inner_body, body_limit).await {
@@ -384,12 +384,10 @@ impl<F: FailureResponse> Run<F> {
                     ex.resp_body.written = written;
                 }
                 Err(CollectError::Body(e)) => {
-                    tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), error = %e, "response body failed");
-                    is_error = true;
+                    is_error = Some(format!("the next handler's response body failed: {e}"));
                 }
                 Err(CollectError::TooLarge(limit)) => {
-                    tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), limit, "response body over the buffer limit");
-                    is_error = true;
+                    is_error = Some(format!("the next handler's response body is over the {limit}-byte buffer limit"));
                 }
             }
         } else if inner_body.is_end_stream() && ex.resp_body.written.is_some() {
@@ -406,13 +404,13 @@ impl<F: FailureResponse> Run<F> {
             }
         }
         lease.host().exchange = Some(ex);
-        if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error) {
+        if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error.is_some()) {
             let ex = lease.host().exchange.take();
             // Fail open: the next handler's response as it came, when its body is whole.
             let body = match (&answered, passthrough, ex) {
                 (None, _, _) | (_, None, None) => None,
                 (Some(_), Some(inner), _) => Some(ResponseBody::inner(inner, None)),
-                (Some(_), None, Some(mut ex)) if !is_error && !ex.resp_body.consumed => {
+                (Some(_), None, Some(mut ex)) if is_error.is_none() && !ex.resp_body.consumed => {
                     ex.resp_body.written = None;
                     Some(ResponseBody::buffered(ex.resp_body.take_chunks(), upstream_trailers))
                 }
@@ -434,9 +432,8 @@ impl<F: FailureResponse> Run<F> {
             let e = Error::new(crate::error::Kind::Guest, "exchange lost");
             return Ok(self.fail(Stage::Response, Some(&mut lease), e));
         };
-        if is_error {
-            let e = Error::new(crate::error::Kind::Guest, "the next handler's response body failed");
-            return Ok(self.fail(Stage::Response, None, e));
+        if let Some(why) = is_error {
+            return Ok(self.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why)));
         }
         Ok(finish(ex, passthrough))
     }

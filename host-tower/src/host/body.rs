@@ -212,13 +212,13 @@ impl BodyState {
         match &mut self.written {
             Some((p, buf)) if *p == phase => {
                 if buf.len() + bytes.len() > limit {
-                    return Err(HostError::BodyTooLarge { limit });
+                    return Err(HostError::WrittenTooLarge { limit });
                 }
                 buf.extend_from_slice(bytes);
             }
             slot => {
                 if bytes.len() > limit {
-                    return Err(HostError::BodyTooLarge { limit });
+                    return Err(HostError::WrittenTooLarge { limit });
                 }
                 *slot = Some((phase, BytesMut::from(bytes)));
             }

@@ -35,6 +35,9 @@ pub(crate) enum HostError {
     NotAllowed(&'static str),
     /// A body the host buffers grew past the limit.
     BodyTooLarge { limit: usize },
+    /// The guest wrote a body past the limit (a guest failure, not the
+    /// client's: never a 413).
+    WrittenTooLarge { limit: usize },
     /// The client's request body failed.
     Body(BoxError),
     /// A body read that would have to wait on a runtime thread.
@@ -63,6 +66,7 @@ impl fmt::Display for HostError {
             HostError::NoRequest(func) => write!(f, "{func} called outside a request"),
             HostError::NotAllowed(why) => f.write_str(why),
             HostError::BodyTooLarge { limit } => write!(f, "body exceeds the {limit}-byte buffer limit"),
+            HostError::WrittenTooLarge { limit } => write!(f, "the guest wrote a body over the {limit}-byte limit"),
             HostError::Body(e) => write!(f, "request body failed: {e}"),
             HostError::WouldBlock => f.write_str("a body read would block a runtime thread"),
             HostError::Exit(code) => write!(f, "guest exited with code {code}"),

@@ -148,3 +148,44 @@ async fn a_request_waiting_too_long_for_an_instance_gets_503() {
         assert_eq!(svc.clone().oneshot(get("/fast")).await.unwrap().status(), 200, "[{engine}]");
     }
 }
+
+#[tokio::test]
+async fn bodies_past_the_buffer_limit_are_clean_failures_in_both_directions() {
+    // With buffer_response: a response body over the limit is a clean 502
+    // after handle_response saw is_error = 1 (the guest records it in a global
+    // the next request reports). A guest writing past the limit fails too:
+    // a 500 (its fault), never a 413 (which blames the client).
+    let wasm = module(&format!(
+        r#"(data (i32.const 0) "x-write")
+  (data (i32.const 16) "x-was-error")
+  (global $was_error (mut i32) (i32.const 0))
+  (func (export "_start") (drop (call $enable_features (i32.const 2))))
+  (func (export "handle_request") (result i64)
+    (if (global.get $was_error)
+      (then (call $set_header_value (i32.const 1) (i32.const 16) (i32.const 11) (i32.const 16) (i32.const 1))))
+    (if (i64.ne (call $get_header_values (i32.const 0) (i32.const 0) (i32.const 7) (i32.const 2048) (i32.const 100)) (i64.const 0))
+      (then (call $write_body (i32.const 1) (i32.const 4096) (i32.const 5000))))
+    (i64.const 1))
+  (func (export "handle_response") (param i32 i32)
+    (global.set $was_error (local.get 1)))"#
+    ));
+    for &engine in engines() {
+        let plugin = builder(engine).pool_size(1).body_limit(4096).build(&wasm).unwrap();
+        // The echo sends the request body back: 5000 bytes, over the limit.
+        let got = send(&plugin, post("/", vec![b'x'; 5000])).await;
+        assert_eq!((got.status, &got.body[..]), (502, &b"Bad Gateway\n"[..]), "[{engine}]");
+        // Not the guest's failure: its instance serves on, and it saw is_error = 1.
+        let got = send(&plugin, post("/", vec![b'x'; 4000])).await;
+        assert_eq!((got.status, got.body.len()), (200, 4000), "[{engine}]");
+        assert_eq!(got.header("x-was-error"), "x", "[{engine}] handle_response saw is_error");
+        let req = http::Request::get("/").header("x-write", "1").body(Full::<Bytes>::default()).unwrap();
+        let got = send(&plugin, req).await;
+        assert_eq!(got.status, 500, "[{engine}] a guest writing past the limit");
+        let m = plugin.metrics();
+        assert_eq!(
+            (m.response_bodies_failed, m.response_failures, m.request_failures, m.bodies_too_large),
+            (1, 0, 1, 0),
+            "[{engine}] {m:?}"
+        );
+    }
+}
