@@ -155,7 +155,7 @@ async fn bodies_past_the_buffer_limit_are_clean_failures_in_both_directions() {
     // after handle_response saw is_error = 1 (the guest records it in a global
     // the next request reports). A guest writing past the limit fails too:
     // a 500 (its fault), never a 413 (which blames the client).
-    let wasm = module(&format!(
+    let wasm = module(
         r#"(data (i32.const 0) "x-write")
   (data (i32.const 16) "x-was-error")
   (global $was_error (mut i32) (i32.const 0))
@@ -167,8 +167,8 @@ async fn bodies_past_the_buffer_limit_are_clean_failures_in_both_directions() {
       (then (call $write_body (i32.const 1) (i32.const 4096) (i32.const 5000))))
     (i64.const 1))
   (func (export "handle_response") (param i32 i32)
-    (global.set $was_error (local.get 1)))"#
-    ));
+    (global.set $was_error (local.get 1)))"#,
+    );
     for &engine in engines() {
         let plugin = builder(engine).pool_size(1).body_limit(4096).build(&wasm).unwrap();
         // The echo sends the request body back: 5000 bytes, over the limit.
