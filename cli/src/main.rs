@@ -2,8 +2,12 @@
 //! and run the conformance suite.
 //!
 //! ```text
-//! http-wasm serve [--listen ADDR] [--upstream URL [--upstream-http2]]
+//! http-wasm serve [--listen ADDR] [--upstream URL [--upstream-http2] [--upstream-timeout DURATION] [--rewrite-host]]
+//!                 [--forwarded append|replace|off]
 //!                 [--filter FILE [--config STRING | --config-file FILE]]... | [--dapr DIR_OR_FILE]...
+//!                 [--engine wasmtime|wasmer] [--isolation reuse|per-request|recycle-after:N]
+//!                 [--failure-policy closed|open] [--cache-dir DIR] [--watch-interval DURATION|off]
+//!                 [--admin ADDR]
 //! http-wasm inspect FILE [--engine wasmtime|wasmer]
 //! http-wasm build-examples --out DIR
 //! http-wasm conformance backend [--listen ADDR]

@@ -1,44 +1,127 @@
 //! `http-wasm serve`: arguments to a pipeline, then the server.
 
 use crate::embedded::EXAMPLES;
-use crate::serve::pipeline::{FilterSpec, Pipeline};
+use crate::serve::forwarded::Forwarded;
+use crate::serve::pipeline::{self, FilterSpec, Options, Pipeline};
 use crate::serve::proxy::{Next, Upstream};
-use crate::serve::{self, dapr};
+use crate::serve::{self, Gateway, dapr};
 use bytes::Bytes;
 use clap::ArgMatches;
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http_wasm::{FailurePolicy, Isolation};
+
+/// A duration: a whole number and a unit, `ms`, `s` or `m` (`500ms`,
+/// `30s`, `2m`); more than zero.
+fn duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a whole number and ms, s or m (e.g. 30s)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if d.is_zero() { Err(format!("{text:?}: must be more than zero")) } else { Ok(d) }
+}
+
+/// `--watch-interval`: a duration, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct Watch(Option<Duration>);
+
+fn watch(text: &str) -> Result<Watch, String> {
+    if text == "off" { Ok(Watch(None)) } else { duration(text).map(|d| Watch(Some(d))) }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The upstream, `http://host:port`. Without it: a built-in echo backend
-    /// (the conformance suite's, see `http-wasm conformance backend`).
+    /// The upstream, `http://host:port`. Default: none, a built-in echo
+    /// backend (the conformance suite's, see `http-wasm conformance backend`).
     #[arg(long)]
     upstream: Option<String>,
     /// Speak HTTP/2 (prior knowledge) to the upstream instead of HTTP/1.1.
+    /// Default: off (HTTP/1.1).
     #[arg(long, requires = "upstream")]
     upstream_http2: bool,
+    /// How long the upstream may take, from the start of a request
+    /// (connecting included) to its response head, before the client gets
+    /// 504: `500ms`, `30s`, `2m`. The response body then streams without a
+    /// limit. An upstream that cannot be reached, refuses or resets gives 502.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, requires = "upstream")]
+    upstream_timeout: Duration,
+    /// Send the upstream's own authority as `host`. Default: `host` goes as
+    /// the client sent it (or as a filter set it); over HTTP/2 to the
+    /// upstream it is sent as `:authority`.
+    #[arg(long, requires = "upstream")]
+    rewrite_host: bool,
+    /// What the upstream is told about the client in `x-forwarded-for` and
+    /// `forwarded` (RFC 7239). Applied when a request arrives, so the
+    /// filters see the result.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = Forwarded::Append)]
+    forwarded: Forwarded,
     /// A filter module; repeat for a pipeline (the first is outermost).
+    /// Its name in logs and metrics is the file's stem (`-2`, `-3`... for
+    /// repeats). Default: none.
     #[arg(long = "filter", value_name = "FILE")]
     filters: Vec<PathBuf>,
-    /// The configuration of the `--filter` before it, as a string.
+    /// The configuration of the `--filter` before it: the argument's bytes
+    /// as given (on Unix, not necessarily UTF-8). Default: empty.
     #[arg(long = "config", value_name = "STRING")]
-    configs: Vec<String>,
-    /// The configuration of the `--filter` before it, read as raw bytes.
+    configs: Vec<OsString>,
+    /// The configuration of the `--filter` before it: the file's raw bytes.
+    /// Default: empty.
     #[arg(long = "config-file", value_name = "FILE")]
     config_files: Vec<PathBuf>,
     /// Dapr resource files (or directories of them): `middleware.http.wasm`
     /// components ordered by a Configuration's `spec.httpPipeline.handlers`.
+    /// Default: none.
     #[arg(long, value_name = "DIR_OR_FILE", conflicts_with_all = ["filters", "configs", "config_files"])]
     dapr: Vec<PathBuf>,
     /// The engine running the filters.
     #[arg(long, default_value = "wasmtime")]
     engine: String,
+    /// How requests share a filter's instances: `reuse` (an instance
+    /// serves request after request, so guest globals and memory persist
+    /// between them, as in the Go host), `per-request` (a fresh instance
+    /// for every request), or `recycle-after:N` (an instance is replaced
+    /// after N requests). Whatever the policy, an instance that failed is
+    /// discarded. A Dapr component's `isolation` metadata overrides it.
+    #[arg(long, value_name = "POLICY", default_value = "reuse", value_parser = pipeline::parse_isolation)]
+    isolation: Isolation,
+    /// What the client gets when a guest fails (trap, deadline, invalid
+    /// host call): `closed` answers 500; `open` skips the filter, sending
+    /// the request on as the client sent it (logged at warn, counted in
+    /// `failed_open`; a failure after part of a body was consumed stays
+    /// closed, and a body over the limit is always 413). A Dapr
+    /// component's `failurePolicy` metadata overrides it.
+    #[arg(long, value_name = "POLICY", default_value = "closed", value_parser = pipeline::parse_failure_policy)]
+    failure_policy: FailurePolicy,
+    /// Keep compiled modules in this directory (created if missing; not
+    /// used if other users may write to it), so that a start or reload
+    /// with a module seen before skips compiling. Default: none, every
+    /// start and reload compiles.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// How often each filter's module file is checked (modification time,
+    /// length, identity) and reloaded when it changed: `500ms`, `1s`...,
+    /// or `off`. SIGHUP reloads every filter's module whatever this is.
+    /// Only modules are re-read, not configurations or Dapr metadata; a
+    /// module that fails to load is logged and the old one keeps serving.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = watch)]
+    watch_interval: Watch,
+    /// Serve `GET /metrics` (Prometheus text format, one series per
+    /// filter) on this address, e.g. `127.0.0.1:9090`. Default: off.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
 }
 
 enum Item {
@@ -55,7 +138,7 @@ fn filters_in_order(args: &ServeArgs, matches: &ArgMatches) -> Result<Vec<Filter
         idx("configs")
             .into_iter()
             .zip(&args.configs)
-            .map(|(i, c)| (i, Item::Config(Bytes::from(c.clone()), "--config".into()))),
+            .map(|(i, c)| (i, Item::Config(Bytes::from(c.clone().into_encoded_bytes()), "--config".into()))),
     );
     for (i, path) in idx("config_files").into_iter().zip(&args.config_files) {
         let bytes = std::fs::read(path).map_err(|e| format!("--config-file {}: {e}", path.display()))?;
@@ -69,7 +152,16 @@ fn filters_in_order(args: &ServeArgs, matches: &ArgMatches) -> Result<Vec<Filter
                 let wasm = std::fs::read(&path).map_err(|e| format!("--filter {}: {e}", path.display()))?;
                 let name = path.file_stem().map_or_else(|| "filter".into(), |s| s.to_string_lossy().into_owned());
                 let source = path.display().to_string();
-                specs.push((FilterSpec { name, source, wasm, config: Bytes::new() }, false));
+                let spec = FilterSpec {
+                    name,
+                    source,
+                    path: Some(path),
+                    wasm,
+                    config: Bytes::new(),
+                    isolation: None,
+                    failure_policy: None,
+                };
+                specs.push((spec, false));
             }
             Item::Config(bytes, what) => match specs.last_mut() {
                 None => return Err(format!("{what} comes before any --filter")),
@@ -94,8 +186,11 @@ fn dapr_filters(paths: &[PathBuf]) -> Result<Vec<FilterSpec>, String> {
         specs.push(FilterSpec {
             name: f.name,
             source: f.path.display().to_string(),
+            path: Some(f.path),
             wasm,
             config: f.guest_config.into(),
+            isolation: f.isolation,
+            failure_policy: f.failure_policy,
         });
     }
     Ok(specs)
@@ -107,8 +202,11 @@ fn demo_filters() -> Vec<FilterSpec> {
         .map(|e| FilterSpec {
             name: e.file.trim_end_matches(".wasm").to_string(),
             source: "built in".to_string(),
+            path: None,
             wasm: e.wasm.to_vec(),
             config: Bytes::from_static(e.demo_config.as_bytes()),
+            isolation: None,
+            failure_policy: None,
         })
         .collect()
 }
@@ -119,7 +217,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     if (!args.configs.is_empty() || !args.config_files.is_empty()) && args.filters.is_empty() {
         return Err("--config and --config-file need a --filter before them".into());
     }
-    let filters = if demo {
+    let mut filters = if demo {
         demo_filters()
     } else if !args.dapr.is_empty() {
         dapr_filters(&args.dapr)?
@@ -127,21 +225,46 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         filters_in_order(&args, matches)?
     };
     let next = match &args.upstream {
-        Some(url) => Next::Upstream(Box::new(Upstream::new(url, args.upstream_http2)?)),
+        Some(url) => Next::Upstream(Box::new(
+            Upstream::new(url, args.upstream_http2)?.timeout(args.upstream_timeout).rewrite_host(args.rewrite_host),
+        )),
         None => Next::Echo,
     };
+    pipeline::unique_names(&mut filters);
     let described: Vec<String> = filters.iter().map(|f| f.name.clone()).collect();
-    let pipeline = Pipeline::build(filters, next.clone(), engine)?;
+    let options = Options {
+        engine,
+        isolation: args.isolation,
+        failure_policy: args.failure_policy,
+        cache_dir: args.cache_dir.clone(),
+    };
+    let (pipeline, loaded) = Pipeline::build(filters, next.clone(), &options)?;
     let listener = serve::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = match args.admin {
+        Some(at) => {
+            let listener = TcpListener::bind(at).await.map_err(|e| format!("--admin: cannot listen on {at}: {e}"))?;
+            Some((listener.local_addr().map_err(|e| e.to_string())?, listener))
+        }
+        None => None,
+    };
     let upstream = match &next {
         Next::Upstream(u) => u.url(),
         Next::Echo => "the built-in echo backend".to_string(),
     };
+    // SIGHUP is handled from here on: before "listening" is printed.
+    serve::reload::spawn(&loaded, args.watch_interval.0);
+    let admin = admin.map(|(at, listener)| {
+        serve::admin::spawn(listener, loaded.clone());
+        at
+    });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "http-wasm serve: listening on http://{addr}");
     let chain = if described.is_empty() { "no filter".to_string() } else { described.join(" -> ") };
     let _ = writeln!(out, "pipeline: {chain} -> {upstream}");
+    if let Some(at) = admin {
+        let _ = writeln!(out, "admin: metrics on http://{at}/metrics");
+    }
     if demo {
         let _ = writeln!(
             out,
@@ -154,9 +277,26 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     }
     let _ = out.flush();
     drop(out);
-    serve::serve(listener, pipeline, async {
+    let gateway = Gateway { pipeline, forwarded: args.forwarded };
+    serve::serve(listener, gateway, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "s", "30", "1h", "0s", "-1s", "1.5s", "99999999999999999999s"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Kind};
 use crate::metrics::{Counters, Metrics};
-use crate::pool::{Lease, Loaded};
+use crate::pool::Loaded;
 use bytes::Bytes;
 use http_wasm_abi::{Features, HostFunction, LogLevel};
 use std::fmt;
@@ -341,12 +341,12 @@ impl Plugin {
     /// The features the current module enabled while starting (they apply
     /// to every request).
     pub fn module_features(&self) -> Features {
-        self.current().module_features
+        self.loaded().module_features
     }
 
     /// The host functions the current module imports.
     pub fn imports(&self) -> Vec<HostFunction> {
-        self.current().imports.clone()
+        self.loaded().imports.clone()
     }
 
     /// The plugin's counters so far (they survive reloads).
@@ -379,16 +379,12 @@ impl Plugin {
         }
     }
 
-    fn current(&self) -> Arc<Loaded> {
+    /// The module serving new requests.
+    pub(crate) fn loaded(&self) -> Arc<Loaded> {
         self.slot.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.slot.counters
-    }
-
-    /// Takes an instance of the current module for one request.
-    pub(crate) async fn acquire(&self) -> Result<Lease, Error> {
-        Lease::acquire(self.current()).await
     }
 }

@@ -68,6 +68,13 @@ impl Loaded {
     }
 }
 
+impl Loaded {
+    /// The most bytes of one body buffered for the guest.
+    pub(crate) fn body_limit(&self) -> usize {
+        self.shared.body_limit
+    }
+}
+
 /// A live instance and how many requests it served.
 struct Pooled {
     instance: Box<dyn GuestInstance>,
@@ -134,10 +141,6 @@ impl Lease {
     /// Drops the instance instead of returning it (after any trap).
     pub(crate) fn discard(&mut self) {
         self.instance = None;
-    }
-
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.loaded.shared
     }
 
     /// True when the guest may read request headers in `handle_response`.

@@ -173,13 +173,15 @@ impl<F: FailureResponse> Run<F> {
         }
         self.plugin.counters().failure(stage, &error);
         let response = self.on_failure.response(&error);
-        tracing::error!(
-            target: "http_wasm",
-            plugin = self.plugin.name(),
-            error = %error,
-            status = response.status().as_u16(),
-            "guest failed"
-        );
+        let (plugin, status) = (self.plugin.name(), response.status().as_u16());
+        if error.is_body() {
+            // The client's side: a body that broke off (often a client gone).
+            tracing::info!(target: "http_wasm", plugin, error = %error, status, "request body failed");
+        } else if error.is_body_too_large() || error.is_pool_timeout() || error.is_response_body() {
+            tracing::warn!(target: "http_wasm", plugin, error = %error, status, "request refused");
+        } else {
+            tracing::error!(target: "http_wasm", plugin, error = %error, status, "guest failed");
+        }
         let (parts, body) = response.into_parts();
         let mut res = Response::from_parts(parts, ResponseBody::full(body.clone(), None));
         set_content_length(res.headers_mut(), Some(body.len() as u64));
@@ -243,27 +245,15 @@ impl<F: FailureResponse> Run<F> {
         let counters = self.plugin.counters();
         counters.request();
         let fail_open = self.plugin.failure_policy() == FailurePolicy::Open;
-        let mut lease = match self.plugin.acquire().await {
-            Ok(l) => l,
-            Err(e) if fail_open => {
-                self.skip(Stage::Acquire, None, &e);
-                let req = req.map(|b| RequestBody::stream(Some(box_body(b))));
-                return Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)));
-            }
-            Err(e) => return Ok(self.fail(Stage::Acquire, None, e)),
-        };
+        let loaded = self.plugin.loaded();
+        let features = loaded.module_features;
+        let body_limit = loaded.body_limit();
         let (parts, body) = req.into_parts();
-        let original = fail_open.then(|| Original::of(&parts));
-        let source_addr =
-            parts.extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| parts.extensions.get::<SocketAddr>().copied());
-        let features = lease.host().module_features;
-        let body_limit = lease.shared().body_limit;
-        let req_body = if body.is_end_stream() {
-            BodyState::default()
-        } else if features.has(Feature::BufferRequest) {
-            // Collected before the call: reads never wait inside the guest.
+        // A module that buffers requests gets the body collected before it
+        // takes an instance: a slow client never holds one.
+        let (collected, body) = if !body.is_end_stream() && features.has(Feature::BufferRequest) {
             match collect(body, body_limit).await {
-                Ok((chunks, trailers)) => BodyState::complete(chunks, trailers),
+                Ok(c) => (Some(c), None),
                 Err(CollectError::TooLarge(limit)) => {
                     let e = crate::engine::call_error(
                         "request body",
@@ -278,12 +268,36 @@ impl<F: FailureResponse> Run<F> {
                 }
             }
         } else {
-            let mut state = BodyState::streaming(box_body(body));
-            if let Err(e) = state.prefetch(PREFETCH_LIMIT) {
-                let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
-                return Ok(self.fail(Stage::Body, None, e));
+            (None, Some(body))
+        };
+        let mut lease = match Lease::acquire(loaded).await {
+            Ok(l) => l,
+            Err(e) if fail_open => {
+                self.skip(Stage::Acquire, None, &e);
+                let body = match (collected, body) {
+                    (Some((chunks, trailers)), _) => RequestBody::buffered(chunks, None, trailers),
+                    (None, body) => RequestBody::stream(body.map(box_body)),
+                };
+                let req = Request::from_parts(parts, body);
+                return Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)));
             }
-            state
+            Err(e) => return Ok(self.fail(Stage::Acquire, None, e)),
+        };
+        let original = fail_open.then(|| Original::of(&parts));
+        let source_addr =
+            parts.extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| parts.extensions.get::<SocketAddr>().copied());
+        let req_body = match (collected, body) {
+            (Some((chunks, trailers)), _) => BodyState::complete(chunks, trailers),
+            (None, None) => BodyState::default(),
+            (None, Some(body)) if body.is_end_stream() => BodyState::default(),
+            (None, Some(body)) => {
+                let mut state = BodyState::streaming(box_body(body));
+                if let Err(e) = state.prefetch(PREFETCH_LIMIT) {
+                    let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
+                    return Ok(self.fail(Stage::Body, Some(&mut lease), e));
+                }
+                state
+            }
         };
         let arriving = req_body.source.is_some();
         lease.host().exchange = Some(Exchange::new(parts, req_body, features, source_addr));

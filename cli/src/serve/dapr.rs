@@ -26,6 +26,11 @@
 //!       type: middleware.http.wasm
 //! ```
 //!
+//! Two metadata fields beyond Dapr's own, for this gateway: `isolation`
+//! (`reuse`, `per-request`, `recycle-after:N`) and `failurePolicy`
+//! (`closed`, `open`); each overrides the `serve` flag of the same meaning
+//! for its component. Other unknown fields are logged and ignored.
+//!
 //! Rules: a `file://` URL is relative to the working directory unless its
 //! path starts with `/`; `http(s)://` URLs are refused (not supported
 //! here). Handlers run in the listed order (the first sees the request
@@ -36,6 +41,7 @@
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use tower_http_wasm::{FailurePolicy, Isolation};
 
 /// A filter read from a component.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +54,10 @@ pub struct DaprFilter {
     pub guest_config: String,
     /// The file that defined the component.
     pub file: PathBuf,
+    /// `isolation`, if given.
+    pub isolation: Option<Isolation>,
+    /// `failurePolicy`, if given.
+    pub failure_policy: Option<FailurePolicy>,
 }
 
 #[derive(Deserialize)]
@@ -259,12 +269,30 @@ fn filter(c: &Component, cwd: &Path) -> Result<DaprFilter, String> {
         Some(m) => text(&m.value).ok_or_else(|| format!("{at}: spec.metadata guestConfig: expected a string"))?,
         None => String::new(),
     };
+    let isolation = match meta("isolation") {
+        Some(m) => Some(
+            text(&m.value)
+                .ok_or_else(|| "expected a string".to_string())
+                .and_then(|t| crate::serve::pipeline::parse_isolation(&t))
+                .map_err(|e| format!("{at}: spec.metadata isolation: {e}"))?,
+        ),
+        None => None,
+    };
+    let failure_policy = match meta("failurePolicy") {
+        Some(m) => Some(
+            text(&m.value)
+                .ok_or_else(|| "expected a string".to_string())
+                .and_then(|t| crate::serve::pipeline::parse_failure_policy(&t))
+                .map_err(|e| format!("{at}: spec.metadata failurePolicy: {e}"))?,
+        ),
+        None => None,
+    };
     for m in &c.spec.metadata {
-        if m.name != "url" && m.name != "guestConfig" {
+        if !["url", "guestConfig", "isolation", "failurePolicy"].contains(&m.name.as_str()) {
             tracing::warn!(target: "http_wasm::dapr", component = %c.name, field = %m.name, "ignoring unknown metadata");
         }
     }
-    Ok(DaprFilter { name: c.name.clone(), path, guest_config, file: c.file.clone() })
+    Ok(DaprFilter { name: c.name.clone(), path, guest_config, file: c.file.clone(), isolation, failure_policy })
 }
 
 #[cfg(test)]
@@ -360,5 +388,26 @@ spec:
         assert!(e.contains("http.yaml: Component \"h\": spec.metadata url") && e.contains("not supported here"), "{e}");
         let e = load(&[comps], Path::new("/")).unwrap_err();
         assert!(e.contains("several middleware.http.wasm Components"), "{e}");
+        let policy = |extra: &str| {
+            write(
+                &d,
+                "policy.yaml",
+                &format!(
+                    "kind: Component\nmetadata:\n  name: p\nspec:\n  type: middleware.http.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: file://p.wasm\n{extra}"
+                ),
+            )
+        };
+        let f = load(&[policy("")], Path::new("/")).unwrap();
+        assert_eq!((f[0].isolation, f[0].failure_policy), (None, None));
+        let p = policy("  - name: isolation\n    value: recycle-after:5\n  - name: failurePolicy\n    value: open\n");
+        let f = load(&[p], Path::new("/")).unwrap();
+        assert_eq!(
+            (f[0].isolation, f[0].failure_policy),
+            (Some(Isolation::RecycleAfter(5)), Some(FailurePolicy::Open))
+        );
+        let e = load(&[policy("  - name: isolation\n    value: shared\n")], Path::new("/")).unwrap_err();
+        assert!(e.contains("policy.yaml: Component \"p\": spec.metadata isolation: \"shared\": expected reuse"), "{e}");
+        let e = load(&[policy("  - name: failurePolicy\n    value: [open]\n")], Path::new("/")).unwrap_err();
+        assert!(e.contains("spec.metadata failurePolicy: expected a string"), "{e}");
     }
 }

@@ -1,21 +1,33 @@
 //! `http-wasm serve`: a reverse proxy running a pipeline of filters.
 
+pub mod admin;
 pub mod dapr;
+pub mod forwarded;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
 
-use bytes::Bytes;
-use http::Request;
+use bytes::{Buf, Bytes};
+use forwarded::Forwarded;
+use http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use http::uri::Authority;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use pipeline::Pipeline;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http_wasm::SourceAddr;
+use tracing::Instrument;
 
 /// The one error type of the proxy's boxed bodies: whatever failed, boxed.
 #[derive(Debug)]
@@ -36,9 +48,155 @@ impl std::error::Error for BodyError {
 /// Every response body the proxy sends.
 pub type OutBody = UnsyncBoxBody<Bytes, BodyError>;
 
-/// Serves `pipeline` on `listener` until `shutdown` completes, then lets
+/// A body of `status`'s reason phrase, `text/plain`: every response the
+/// gateway makes up itself (400, 502, 504).
+pub fn plain(status: StatusCode) -> Response<OutBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut res = Response::new(Full::new(Bytes::from(format!("{reason}\n"))).map_err(|e| match e {}).boxed_unsync());
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res
+}
+
+/// What `serve` runs: the pipeline and the policies applied where requests
+/// arrive.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    /// The filters and the upstream.
+    pub pipeline: Pipeline,
+    /// `x-forwarded-for` and `forwarded`.
+    pub forwarded: Forwarded,
+}
+
+/// A request id for the logs: a sequence number within the process.
+fn request_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// True when `headers` has one `host` and it is a valid authority (RFC 9112
+/// §3.2 asks for 400 otherwise), or none (HTTP/2 and HTTP/1.0 may omit it).
+fn valid_host(headers: &http::HeaderMap) -> bool {
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => true,
+        (Some(h), None) => Authority::try_from(h.as_bytes()).is_ok(),
+        (Some(_), Some(_)) => false,
+    }
+}
+
+impl Gateway {
+    /// Handles one request from `peer`: the edge policies, the pipeline,
+    /// the access log.
+    async fn handle(self, mut req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<OutBody> {
+        let started = Instant::now();
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let res = if valid_host(req.headers()) {
+            req.extensions_mut().insert(SourceAddr(peer));
+            proxy::strip_hop_by_hop_request(req.headers_mut());
+            let host = req
+                .headers()
+                .get(HOST)
+                .cloned()
+                .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+            self.forwarded.apply(req.headers_mut(), peer.ip(), host.as_ref());
+            let req = req.map(Drain::new);
+            let res = self.pipeline.call(req).await;
+            let (mut parts, body) = res.into_parts();
+            proxy::strip_hop_by_hop(&mut parts.headers);
+            let body = proxy::chunked_if_trailers(&mut parts.headers, body);
+            Response::from_parts(parts, body)
+        } else {
+            tracing::info!(target: "http_wasm::serve", "refused: repeated or invalid host");
+            plain(StatusCode::BAD_REQUEST)
+        };
+        tracing::info!(
+            target: "http_wasm::access",
+            %peer,
+            %method,
+            %uri,
+            status = res.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        res
+    }
+}
+
+/// The most of a request body nobody read that the gateway still reads
+/// and drops, so that the client gets its response rather than a reset
+/// connection (a filter that answered without next, or replaced the body).
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// The client's request body; dropped before its end (a filter did not
+/// need it), the rest is read and discarded in the background, up to
+/// [`DRAIN_LIMIT`] bytes and for at most 10 s. Without this, hyper closes
+/// an HTTP/1.1 connection with unread bytes, and the kernel's reset can
+/// destroy the response on its way.
+struct Drain<B: Body + Unpin + Send + 'static> {
+    body: Option<B>,
+    ended: bool,
+}
+
+impl<B: Body + Unpin + Send + 'static> Drain<B> {
+    fn new(body: B) -> Drain<B> {
+        let ended = body.is_end_stream();
+        Drain { body: Some(body), ended }
+    }
+}
+
+impl<B: Body + Unpin + Send + 'static> Body for Drain<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let Some(body) = self.body.as_mut() else { return Poll::Ready(None) };
+        let frame = std::task::ready!(Pin::new(body).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            self.ended = true;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+impl<B: Body + Unpin + Send + 'static> Drop for Drain<B> {
+    fn drop(&mut self) {
+        let Some(mut body) = self.body.take() else { return };
+        if self.ended || body.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut read = 0usize;
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Some(data) = frame.data_ref() {
+                        read += data.remaining();
+                        if read > DRAIN_LIMIT {
+                            break;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+        });
+    }
+}
+
+/// Serves `gateway` on `listener` until `shutdown` completes, then lets
 /// open connections finish (at most 10 s).
-pub async fn serve(listener: TcpListener, pipeline: Pipeline, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -53,30 +211,13 @@ pub async fn serve(listener: TcpListener, pipeline: Pipeline, shutdown: impl Fut
             },
             () = &mut shutdown => break,
         };
-        let pipeline = pipeline.clone();
-        let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            let pipeline = pipeline.clone();
-            async move {
-                req.extensions_mut().insert(SourceAddr(peer));
-                proxy::strip_hop_by_hop_request(req.headers_mut());
-                let started = Instant::now();
-                let (method, uri) = (req.method().clone(), req.uri().clone());
-                let res = pipeline.call(req).await;
-                let (mut parts, body) = res.into_parts();
-                proxy::strip_hop_by_hop(&mut parts.headers);
-                let body = proxy::chunked_if_trailers(&mut parts.headers, body);
-                let res = http::Response::from_parts(parts, body);
-                tracing::info!(
-                    target: "http_wasm::access",
-                    %peer,
-                    %method,
-                    %uri,
-                    status = res.status().as_u16(),
-                    micros = started.elapsed().as_micros() as u64,
-                    "request"
-                );
-                Ok::<_, Infallible>(res)
-            }
+        // Small writes (headers, chunks) go out at once, not after a delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let span = tracing::info_span!("request", id = request_id());
+            let res = gateway.clone().handle(req, peer).instrument(span);
+            async move { Ok::<_, Infallible>(res.await) }
         });
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();

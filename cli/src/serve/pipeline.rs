@@ -1,31 +1,105 @@
 //! An ordered chain of filters, each an `HttpWasmLayer`, the first outermost.
 
-use super::proxy::Next;
+use super::proxy::{Next, ProxyError};
 use super::{BodyError, OutBody};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
-use std::convert::Infallible;
+use std::path::PathBuf;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
-use tower_http_wasm::{Engine, HttpWasm, Plugin, RequestBody};
+use tower_http_wasm::{Engine, FailurePolicy, HttpWasm, Isolation, Plugin, RequestBody};
 
 /// One filter to load.
 #[derive(Clone, Debug)]
 pub struct FilterSpec {
-    /// The name in logs (the file or the Dapr component name).
+    /// The name in logs and metrics (the file's stem or the Dapr component
+    /// name), unique within the pipeline.
     pub name: String,
     /// Where the module came from, for messages.
     pub source: String,
+    /// The module's file, re-read on reload (`None`: built into the binary).
+    pub path: Option<PathBuf>,
     /// The module.
     pub wasm: Vec<u8>,
     /// Its configuration bytes.
     pub config: Bytes,
+    /// This filter's isolation, over the pipeline's (Dapr metadata).
+    pub isolation: Option<Isolation>,
+    /// This filter's failure policy, over the pipeline's (Dapr metadata).
+    pub failure_policy: Option<FailurePolicy>,
 }
 
-/// The service behind a filter: the rest of the chain.
-type Inner = BoxCloneService<Request<RequestBody>, Response<OutBody>, Infallible>;
+/// What every filter of the pipeline is loaded with, unless its own
+/// [`FilterSpec`] says otherwise.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The engine.
+    pub engine: Engine,
+    /// How requests share instances.
+    pub isolation: Isolation,
+    /// What the client gets when a guest fails.
+    pub failure_policy: FailurePolicy,
+    /// Where compiled modules are kept (none: every load compiles).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A loaded filter: what reloads and metrics need.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// Its unique name.
+    pub name: String,
+    /// The module's file, if it has one.
+    pub path: Option<PathBuf>,
+    /// The plugin serving it (clones share the module, pool and counters).
+    pub plugin: Plugin,
+}
+
+/// `reuse`, `per-request` or `recycle-after:N` (N at least 1).
+pub fn parse_isolation(text: &str) -> Result<Isolation, String> {
+    match text {
+        "reuse" => Ok(Isolation::Reuse),
+        "per-request" => Ok(Isolation::PerRequest),
+        _ => match text.strip_prefix("recycle-after:").map(str::parse::<u64>) {
+            Some(Ok(n)) if n >= 1 => Ok(Isolation::RecycleAfter(n)),
+            Some(_) => Err(format!("{text:?}: recycle-after needs a whole number of requests, at least 1")),
+            None => Err(format!("{text:?}: expected reuse, per-request or recycle-after:N")),
+        },
+    }
+}
+
+/// `closed` or `open`.
+pub fn parse_failure_policy(text: &str) -> Result<FailurePolicy, String> {
+    match text {
+        "closed" => Ok(FailurePolicy::Closed),
+        "open" => Ok(FailurePolicy::Open),
+        _ => Err(format!("{text:?}: expected closed or open")),
+    }
+}
+
+/// Makes names unique by suffixing repeats with `-2`, `-3`... (two
+/// `--filter` files may share a stem), so that logs and metric series
+/// tell them apart.
+pub fn unique_names(filters: &mut [FilterSpec]) {
+    let mut seen: Vec<String> = Vec::new();
+    for f in filters.iter_mut() {
+        if seen.contains(&f.name) {
+            let base = f.name.clone();
+            let mut n = 2;
+            while seen.contains(&format!("{base}-{n}")) {
+                n += 1;
+            }
+            f.name = format!("{base}-{n}");
+        }
+        seen.push(f.name.clone());
+    }
+}
+
+/// The service behind a filter: the rest of the chain. Its error is the
+/// upstream's failure, which each filter sees as `is_error = 1` in
+/// `handle_response` before passing it out.
+type Inner = BoxCloneService<Request<RequestBody>, Response<OutBody>, ProxyError>;
 
 /// The loaded chain, ready to serve requests of any body type.
 #[derive(Clone)]
@@ -47,7 +121,7 @@ impl std::fmt::Debug for Pipeline {
 
 fn boxed<S, B>(svc: S) -> Inner
 where
-    S: tower::Service<Request<RequestBody>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>, Error = ProxyError> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Body<Data = Bytes, Error = BodyError> + Send + 'static,
 {
@@ -55,29 +129,36 @@ where
 }
 
 impl Pipeline {
-    /// Loads every filter and chains them in front of `next`.
-    pub fn build(filters: Vec<FilterSpec>, next: Next, engine: Engine) -> Result<Pipeline, String> {
-        let mut plugins = Vec::new();
+    /// Loads every filter and chains them in front of `next`; also returns
+    /// the loaded filters, in order, for reloads and metrics.
+    pub fn build(filters: Vec<FilterSpec>, next: Next, options: &Options) -> Result<(Pipeline, Vec<Loaded>), String> {
+        let mut loaded = Vec::new();
         for f in filters {
-            let plugin = Plugin::builder()
+            let mut builder = Plugin::builder()
                 .name(f.name.clone())
-                .engine(engine)
+                .engine(options.engine)
                 .config(f.config)
-                .build(&f.wasm)
-                .map_err(|e| format!("filter {} ({}): {e}", f.name, f.source))?;
+                .isolation(f.isolation.unwrap_or(options.isolation))
+                .failure_policy(f.failure_policy.unwrap_or(options.failure_policy));
+            if let Some(dir) = &options.cache_dir {
+                builder = builder.cache_dir(dir.clone());
+            }
+            let plugin = builder.build(&f.wasm).map_err(|e| format!("filter {} ({}): {e}", f.name, f.source))?;
             tracing::info!(target: "http_wasm::serve", filter = %f.name, source = %f.source, features = %plugin.module_features(), "filter loaded");
-            plugins.push(plugin);
+            loaded.push(Loaded { name: f.name, path: f.path, plugin });
         }
-        let Some(first) = plugins.first().cloned() else { return Ok(Pipeline::Plain(next)) };
+        let Some(first) = loaded.first().map(|l| l.plugin.clone()) else { return Ok((Pipeline::Plain(next), loaded)) };
         let end = next.clone();
         let mut inner: Inner = boxed(tower::service_fn(move |req: Request<RequestBody>| end.clone().call(req)));
-        for plugin in plugins.into_iter().skip(1).rev() {
-            inner = boxed(HttpWasm::new(inner, plugin));
+        for l in loaded.iter().skip(1).rev() {
+            inner = boxed(HttpWasm::new(inner, l.plugin.clone()));
         }
-        Ok(Pipeline::Filtered(HttpWasm::new(inner, first)))
+        Ok((Pipeline::Filtered(HttpWasm::new(inner, first)), loaded))
     }
 
-    /// Handles one request.
+    /// Handles one request. An upstream failure becomes its short 502 or
+    /// 504 response here, after every filter's `handle_response` saw it,
+    /// and its detail is logged (in the request's span, with its id).
     pub async fn call<B>(self, req: Request<B>) -> Response<OutBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -92,7 +173,50 @@ impl Pipeline {
         };
         match result {
             Ok(res) => res,
-            Err(never) => match never {},
+            Err(e) if e.is_client_side() => {
+                tracing::info!(target: "http_wasm::proxy", error = %e, status = e.status().as_u16(), "the request body failed on its way to the upstream (client gone?)");
+                e.response()
+            }
+            Err(e) => {
+                tracing::warn!(target: "http_wasm::proxy", error = %e, status = e.status().as_u16(), "upstream request failed");
+                e.response()
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_and_failure_policy_names() {
+        assert_eq!(parse_isolation("reuse"), Ok(Isolation::Reuse));
+        assert_eq!(parse_isolation("per-request"), Ok(Isolation::PerRequest));
+        assert_eq!(parse_isolation("recycle-after:3"), Ok(Isolation::RecycleAfter(3)));
+        for bad in ["", "Reuse", "recycle-after:0", "recycle-after:", "recycle-after:x", "recycle-after:-1", "recycle"]
+        {
+            assert!(parse_isolation(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_failure_policy("closed"), Ok(FailurePolicy::Closed));
+        assert_eq!(parse_failure_policy("open"), Ok(FailurePolicy::Open));
+        assert!(parse_failure_policy("Open").is_err());
+    }
+
+    #[test]
+    fn repeated_names_get_suffixes() {
+        let spec = |name: &str| FilterSpec {
+            name: name.into(),
+            source: String::new(),
+            path: None,
+            wasm: Vec::new(),
+            config: Bytes::new(),
+            isolation: None,
+            failure_policy: None,
+        };
+        let mut specs = vec![spec("a"), spec("a"), spec("a-2"), spec("b"), spec("a")];
+        unique_names(&mut specs);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "a-2", "a-2-2", "b", "a-3"]);
     }
 }

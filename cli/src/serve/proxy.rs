@@ -1,17 +1,27 @@
 //! The innermost service: the upstream over HTTP, or the built-in echo
 //! backend, and the hop-by-hop header rules of a proxy.
+//!
+//! Errors: an upstream that cannot be reached, refuses, resets or answers
+//! something that is not HTTP gives a [`ProxyError`] (502); one that sends
+//! no response head within the timeout gives 504; a request whose own body
+//! failed on the way (the client vanished mid-body) gives 400, and the
+//! upstream is not blamed. Once the response head
+//! has been passed on, a failure of its body can only end the client's
+//! message early (HTTP/1.1: the connection closes; HTTP/2: the stream is
+//! reset), as any proxy must.
 
 use super::{BodyError, OutBody};
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body;
+use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::convert::Infallible;
+use std::time::Duration;
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), besides
 /// those the `connection` header names.
@@ -98,16 +108,77 @@ pub enum Next {
     Echo,
 }
 
+/// The default of [`Upstream::timeout`]: 60 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An upstream HTTP server.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    base: Uri,
-    client: Client<HttpConnector, UnsyncBoxBody<Bytes, BodyError>>,
+    authority: Authority,
+    http2: bool,
+    timeout: Duration,
+    rewrite_host: bool,
+    client: Client<Dial, Outgoing>,
+}
+
+/// A request body on its way to the upstream, noting whether it failed
+/// (the client vanished mid-body): then a failed exchange is the
+/// request's fault, not the upstream's.
+pub struct Outgoing {
+    body: OutBody,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        if let Some(Err(_)) = &frame {
+            self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Dials the upstream whatever authority the request's URI names: over
+/// HTTP/2 that authority is the client's `host`, sent as `:authority`.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    http: HttpConnector,
+    upstream: Uri,
+}
+
+impl tower::Service<Uri> for Dial {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.http.poll_ready(cx)
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        self.http.call(self.upstream.clone())
+    }
 }
 
 impl Upstream {
     /// `url` must be `http://host:port` (a path is ignored). With `http2`
-    /// the client speaks HTTP/2 with prior knowledge.
+    /// the client speaks HTTP/2 with prior knowledge. Defaults: `host`
+    /// passed as received, a [`DEFAULT_TIMEOUT`] for the response head.
     pub fn new(url: &str, http2: bool) -> Result<Upstream, String> {
         let uri: Uri = url.parse().map_err(|e| format!("--upstream {url:?}: {e}"))?;
         match uri.scheme_str() {
@@ -118,32 +189,178 @@ impl Upstream {
         let authority = uri.authority().ok_or_else(|| format!("--upstream {url:?}: no host"))?.clone();
         let base = Uri::builder()
             .scheme("http")
-            .authority(authority)
+            .authority(authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| e.to_string())?;
-        let client = Client::builder(TokioExecutor::new()).http2_only(http2).build_http();
-        Ok(Upstream { base, client })
+            .map_err(|e| format!("--upstream {url:?}: {e}"))?;
+        let mut http = HttpConnector::new();
+        // Small writes (headers, chunks) go out at once, not after a delayed ACK.
+        http.set_nodelay(true);
+        let dial = Dial { http, upstream: base };
+        let client = Client::builder(TokioExecutor::new()).http2_only(http2).build(dial);
+        Ok(Upstream { authority, http2, timeout: DEFAULT_TIMEOUT, rewrite_host: false, client })
+    }
+
+    /// How long the upstream may take to answer, from the start of the
+    /// request (connecting included) to its response head: then 504.
+    /// Default [`DEFAULT_TIMEOUT`]. The response body streams without a
+    /// limit.
+    pub fn timeout(mut self, timeout: Duration) -> Upstream {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends the upstream's own authority as `host` instead of the client's
+    /// (or the filters') value. Default: off.
+    pub fn rewrite_host(mut self, rewrite: bool) -> Upstream {
+        self.rewrite_host = rewrite;
+        self
     }
 
     /// The upstream's `http://authority`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.base.authority().map_or("", |a| a.as_str()))
+        format!("http://{}", self.authority)
+    }
+
+    /// Sends one request; strips hop-by-hop headers from the response.
+    async fn forward(&self, mut parts: http::request::Parts, body: OutBody) -> Result<Response<OutBody>, ProxyError> {
+        let host = if self.rewrite_host {
+            HeaderValue::from_str(self.authority.as_str()).ok()
+        } else {
+            parts.headers.get(HOST).cloned()
+        };
+        // HTTP/1.1 sends `host` as a header to the upstream's address;
+        // HTTP/2 sends it as `:authority` (and must not send a `host` that
+        // differs), on a connection that `Dial` opens to the upstream.
+        let authority = match (&host, self.http2) {
+            (Some(host), true) => Authority::try_from(host.as_bytes())
+                .map_err(|_| ProxyError::bad_gateway(self, format!("host {host:?} is not an authority for HTTP/2")))?,
+            _ => self.authority.clone(),
+        };
+        if self.http2 {
+            parts.headers.remove(HOST);
+        } else if let Some(host) = host {
+            parts.headers.insert(HOST, host);
+        }
+        let pq = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| ProxyError::bad_gateway(self, format!("cannot build the upstream URI: {e}")))?;
+        // The client-side HTTP version does not carry over.
+        parts.version = http::Version::HTTP_11;
+        let body = chunked_if_trailers(&mut parts.headers, body);
+        // hyper's HTTP/1.1 client sends no body at all for a GET, HEAD or
+        // CONNECT whose length it does not know, unless told to chunk it.
+        if !self.http2
+            && !body.is_end_stream()
+            && body.size_hint().exact().is_none()
+            && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let body = Outgoing { body, failed: failed.clone() };
+        let sent = self.client.request(Request::from_parts(parts, body));
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(res)) => {
+                let (mut parts, body) = res.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(parts, body.map_err(|e| BodyError(Box::new(e))).boxed_unsync()))
+            }
+            Ok(Err(e)) if failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(ProxyError { upstream: self.url(), cause: Cause::RequestBody, detail: chain(&e) })
+            }
+            Ok(Err(e)) => Err(ProxyError::bad_gateway(self, chain(&e))),
+            Err(_) => Err(ProxyError {
+                upstream: self.url(),
+                cause: Cause::Timeout,
+                detail: format!("no response head within {}", humantime(self.timeout)),
+            }),
+        }
     }
 }
 
-fn bad_gateway() -> Response<OutBody> {
-    let mut res = Response::new(Full::new(Bytes::from_static(b"Bad Gateway\n")).map_err(|e| match e {}).boxed_unsync());
-    *res.status_mut() = StatusCode::BAD_GATEWAY;
-    res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    res
+/// `e` and its sources, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut detail = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    detail
 }
+
+/// `1.5s`, `200ms`.
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+/// Why there is no upstream response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    /// Unreachable, refused, reset, not HTTP: 502.
+    Upstream,
+    /// No response head in time: 504.
+    Timeout,
+    /// The request body failed on its way (the client vanished or broke
+    /// off mid-body): 400, and nobody is likely to read it.
+    RequestBody,
+}
+
+/// The upstream gave no response: the gateway answers 502, 504 when it
+/// timed out, 400 when the request's own body failed on the way. The
+/// detail is for the log, never for the client.
+#[derive(Debug)]
+pub struct ProxyError {
+    upstream: String,
+    cause: Cause,
+    detail: String,
+}
+
+impl ProxyError {
+    fn bad_gateway(upstream: &Upstream, detail: String) -> ProxyError {
+        ProxyError { upstream: upstream.url(), cause: Cause::Upstream, detail }
+    }
+
+    /// 504 when the upstream timed out, 400 when the request body failed,
+    /// else 502.
+    pub fn status(&self) -> StatusCode {
+        match self.cause {
+            Cause::Upstream => StatusCode::BAD_GATEWAY,
+            Cause::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Cause::RequestBody => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// True when the client's side failed (its body), not the upstream.
+    pub fn is_client_side(&self) -> bool {
+        self.cause == Cause::RequestBody
+    }
+
+    /// What the client gets: the status and its reason phrase, nothing more.
+    pub fn response(&self) -> Response<OutBody> {
+        super::plain(self.status())
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.upstream, self.detail)
+    }
+}
+
+impl std::error::Error for ProxyError {}
 
 impl Next {
     /// Forwards `req`: strips hop-by-hop headers both ways, keeps `host` as
-    /// the client sent it (or its HTTP/2 authority), and answers 502 when
-    /// the upstream fails (the detail goes to the log).
-    pub async fn call<B>(self, req: Request<B>) -> Result<Response<OutBody>, Infallible>
+    /// it stands (or its HTTP/2 authority) unless the upstream rewrites it,
+    /// and fails with a [`ProxyError`] when the upstream gives no response.
+    pub async fn call<B>(self, req: Request<B>) -> Result<Response<OutBody>, ProxyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -157,43 +374,12 @@ impl Next {
             parts.headers.insert(HOST, host);
         }
         let body = body.map_err(|e| BodyError(e.into())).boxed_unsync();
-        let upstream = match self {
+        match self {
             Next::Echo => {
                 let res = http_wasm_conformance::backend::respond(Request::from_parts(parts, body)).await;
-                return Ok(res.map(|b| b.map_err(BodyError).boxed_unsync()));
+                Ok(res.map(|b| b.map_err(BodyError).boxed_unsync()))
             }
-            Next::Upstream(u) => u,
-        };
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let target = format!("{}{}", upstream.url(), pq);
-        parts.uri = match target.parse() {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(target: "http_wasm::proxy", uri = %target, error = %e, "cannot build the upstream URI");
-                return Ok(bad_gateway());
-            }
-        };
-        // The client-side HTTP version does not carry over.
-        parts.version = http::Version::HTTP_11;
-        let body = chunked_if_trailers(&mut parts.headers, body);
-        let method = parts.method.clone();
-        match upstream.client.request(Request::from_parts(parts, body)).await {
-            Ok(res) => {
-                let (mut parts, body) = res.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(parts, body.map_err(|e| BodyError(Box::new(e))).boxed_unsync()))
-            }
-            Err(e) => {
-                let mut detail = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    detail.push_str(": ");
-                    detail.push_str(&s.to_string());
-                    src = s.source();
-                }
-                tracing::warn!(target: "http_wasm::proxy", upstream = %upstream.url(), %method, error = %detail, "upstream request failed");
-                Ok(bad_gateway())
-            }
+            Next::Upstream(upstream) => upstream.forward(parts, body).await,
         }
     }
 }

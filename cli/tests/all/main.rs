@@ -1,6 +1,17 @@
 //! The `http-wasm` binary, run as a real process.
 
+mod config;
 mod conformance;
 mod dapr;
+mod errors;
+mod forwarding;
+mod guests;
+mod hostile;
 mod inspect;
+mod metrics;
+mod model;
+mod net;
+mod policies;
 mod process;
+mod reload;
+mod soak;

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_http-wasm");
 
@@ -15,6 +16,14 @@ pub fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+/// Replaces `path` with `bytes` atomically: written to a temporary file
+/// beside it, then renamed over it (as a deployment would).
+pub fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Runs `http-wasm args...` in `dir` to completion.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN).args(args).current_dir(dir).output().expect("the binary runs")
@@ -24,34 +33,139 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    stdout: Vec<String>,
+    dir: PathBuf,
 }
 
 impl Server {
     /// Starts `http-wasm args...` in `dir` and waits for its "listening on
-    /// http://ADDR" line.
+    /// http://ADDR" line. No logs.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        Server::start_with_log(dir, args, "off")
+    }
+
+    /// Like [`Server::start`], keeping the log (`RUST_LOG=filter`) for
+    /// [`Server::wait_for_log`].
+    pub fn start_with_log(dir: &Path, args: &[&str], filter: &str) -> Server {
         let mut child = Command::new(BIN)
             .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", "off")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("the binary starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
         let addr = loop {
             let Some(Ok(line)) = lines.next() else {
                 let status = child.wait().unwrap();
-                panic!("http-wasm {args:?} exited ({status}) before listening");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                panic!("http-wasm {args:?} exited ({status}) before listening:\n{}", log.lock().unwrap());
             };
+            printed.push(line.clone());
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.trim().parse().unwrap();
             }
         };
-        // Keep draining stdout so the process never blocks on it.
+        // The lines printed right after (pipeline, admin address), then
+        // keep draining stdout so the process never blocks on it.
+        let serving = args.first() == Some(&"serve");
+        if serving {
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                let pipeline = line.starts_with("pipeline:");
+                printed.push(line);
+                if pipeline {
+                    break;
+                }
+            }
+        }
+        if serving && args.contains(&"--admin") {
+            printed.extend(lines.next().and_then(Result::ok));
+        }
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        Server { child, addr, log, stdout: printed, dir: dir.to_path_buf() }
+    }
+
+    /// The directory it runs in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The admin listener's address (from the `admin: metrics on
+    /// http://ADDR/metrics` line; the server must have `--admin`).
+    pub fn admin(&self) -> SocketAddr {
+        let line = self.stdout.iter().find_map(|l| l.strip_prefix("admin: metrics on http://"));
+        let line = line.unwrap_or_else(|| panic!("no admin line in {:?}", self.stdout));
+        line.trim_end_matches("/metrics").parse().unwrap()
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to the process with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// The resident set size of the process, in KiB (Linux: `VmRSS` of
+    /// `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Waits until a log line satisfies `pred` and returns it (panics with
+    /// the whole log if none comes within 30 s: a failure, not a
+    /// measurement).
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        let mut found = String::new();
+        self.wait_until(|log| match log.lines().find(|l| pred(l)) {
+            Some(line) => {
+                found = line.to_string();
+                true
+            }
+            None => false,
+        });
+        found
+    }
+
+    /// Waits until the whole log so far satisfies `pred` (panics with the
+    /// log if it does not within 30 s).
+    pub fn wait_until(&self, mut pred: impl FnMut(&str) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if pred(&self.log.lock().unwrap()) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("the log never matched:\n{}", self.log.lock().unwrap());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 }
 

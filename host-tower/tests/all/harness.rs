@@ -152,3 +152,20 @@ impl http_body::Body for Frames {
         self.0.is_empty()
     }
 }
+
+/// An mpsc receiver as a stream of frames.
+pub fn stream_of(
+    rx: tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+) -> impl futures_core::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>> {
+    struct S(tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, std::convert::Infallible>>);
+    impl futures_core::Stream for S {
+        type Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    S(rx)
+}

@@ -189,3 +189,35 @@ async fn bodies_past_the_buffer_limit_are_clean_failures_in_both_directions() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_slow_body_for_a_buffering_guest_holds_no_instance() {
+    // One instance; a client trickles a body to a guest that buffers
+    // requests. The body is collected before an instance is taken, so
+    // another request is served meanwhile without waiting for the pool.
+    let wasm = module(&format!(
+        r#"(func (export "_start") (drop (call $enable_features (i32.const 1))))
+  (func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#
+    ));
+    for &engine in engines() {
+        let plugin = builder(engine).pool_size(1).pool_wait(Duration::from_secs(60)).build(&wasm).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(4);
+        let slow_body = http_body_util::StreamBody::new(stream_of(rx));
+        let slow = tokio::spawn({
+            let plugin = plugin.clone();
+            async move { send(&plugin, http::Request::post("/slow").body(slow_body).unwrap()).await }
+        });
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"first ")))).await.unwrap();
+        while plugin.metrics().requests == 0 {
+            tokio::task::yield_now().await;
+        }
+        let other = tokio::time::timeout(Duration::from_secs(30), send(&plugin, get("/other"))).await;
+        assert_eq!(other.expect("served while the slow body arrives").status, 200, "[{engine}]");
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"last")))).await.unwrap();
+        drop(tx);
+        let slow = slow.await.unwrap();
+        assert_eq!((slow.status, &slow.body[..]), (200, &b"first last"[..]), "[{engine}]");
+        assert_eq!(plugin.metrics().pool_waits, 0, "[{engine}]");
+    }
+}
+

@@ -100,7 +100,7 @@ async fn streaming_body_read_over_the_network_does_not_stall() {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(4);
-        let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+        let body = http_body_util::StreamBody::new(stream_of(rx));
         let req = http::Request::post(format!("http://{addr}/")).body(body).unwrap();
         let pending = tokio::spawn(async move { sender.send_request(req).await });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -110,23 +110,6 @@ async fn streaming_body_read_over_the_network_does_not_stall() {
         assert_eq!(res.status(), 200, "[{engine}]");
         assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"abcdef", "[{engine}]");
     }
-}
-
-/// An mpsc receiver as a stream of frames.
-fn tokio_stream_from(
-    rx: tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
-) -> impl futures_core::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>> {
-    struct S(tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, std::convert::Infallible>>);
-    impl futures_core::Stream for S {
-        type Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            self.0.poll_recv(cx)
-        }
-    }
-    S(rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
