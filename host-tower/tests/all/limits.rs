@@ -220,4 +220,3 @@ async fn a_slow_body_for_a_buffering_guest_holds_no_instance() {
         assert_eq!(plugin.metrics().pool_waits, 0, "[{engine}]");
     }
 }
-
