@@ -17,8 +17,8 @@ pub(crate) struct Loaded {
     module: Arc<dyn CompiledModule>,
     pub(crate) imports: Vec<HostFunction>,
     pub(crate) module_features: Features,
-    /// The module can read request headers (it imports a function that
-    /// does), so they are kept for `handle_response` after forwarding.
+    /// `handle_response` may read request headers (it reaches a function
+    /// that does, see `host::reach`), so they are kept after forwarding.
     reads_headers: bool,
     /// The same for the request URI (`get_uri`, and header reads, which
     /// answer `host` from the URI's authority on HTTP/2).
@@ -49,9 +49,10 @@ impl Loaded {
         let imports = module.checked().host_imports.clone();
         let mut first = Pooled::start(&*module, &shared, &counters)?;
         let module_features = first.instance.host().module_features;
+        let reach = crate::host::reach::from_handle_response(wasm);
         let reads_headers =
-            imports.iter().any(|f| matches!(f, HostFunction::GetHeaderNames | HostFunction::GetHeaderValues));
-        let reads_uri = reads_headers || imports.contains(&HostFunction::GetUri);
+            reach.may_call(HostFunction::GetHeaderNames) || reach.may_call(HostFunction::GetHeaderValues);
+        let reads_uri = reads_headers || reach.may_call(HostFunction::GetUri);
         Ok(Loaded {
             shared,
             module,

@@ -9,6 +9,7 @@ pub(crate) mod body;
 mod error;
 pub(crate) mod exchange;
 mod memory;
+pub(crate) mod reach;
 pub(crate) mod wasi;
 
 pub(crate) use body::{BodyState, BoxBody, Phase};

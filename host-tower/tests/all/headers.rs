@@ -261,3 +261,44 @@ async fn trailers_when_not_enabled_read_nothing_and_writes_trap() {
         assert_eq!(send(&plugin, get("/")).await.status, 500, "[{engine}]");
     }
 }
+
+/// Copies request header `x-in` and the request URI into response headers
+/// `x-saw` and `x-uri` in `handle_response`, called directly or through a
+/// table (`indirect`).
+fn reads_request_after_next(indirect: bool) -> Vec<u8> {
+    let call = if indirect { "(call_indirect (type $copy_t) (i32.const 0))" } else { "(call $copy)" };
+    module(&format!(
+        r#"(data (i32.const 0) "x-in")
+  (data (i32.const 8) "x-saw")
+  (data (i32.const 16) "x-uri")
+  (type $copy_t (func))
+  (table 1 funcref)
+  (elem (i32.const 0) $copy)
+  (func (export "_start") (drop (call $enable_features (i32.const 2))))
+  (func $copy (local $len i32)
+    (local.set $len (i32.wrap_i64 (call $get_header_values (i32.const 0) (i32.const 0) (i32.const 4) (i32.const 1024) (i32.const 256))))
+    ;; one value: 'x-in' bytes then a NUL; drop the NUL
+    (call $set_header_value (i32.const 1) (i32.const 8) (i32.const 5) (i32.const 1024) (i32.sub (local.get $len) (i32.const 1)))
+    (local.set $len (call $get_uri (i32.const 2048) (i32.const 256)))
+    (call $set_header_value (i32.const 1) (i32.const 16) (i32.const 5) (i32.const 2048) (local.get $len)))
+  (func (export "handle_request") (result i64) (i64.const 1))
+  (func (export "handle_response") (param i32 i32) {call})"#
+    ))
+}
+
+#[tokio::test]
+async fn request_headers_and_uri_stay_readable_in_handle_response() {
+    // The host keeps a copy past next only when handle_response can read
+    // them: here directly, or through a table (which it cannot see through).
+    for &engine in engines() {
+        for indirect in [false, true] {
+            let plugin = load(engine, &reads_request_after_next(indirect));
+            let req = http::Request::get("/where?q=1").header("x-in", "given").body(Full::<Bytes>::default()).unwrap();
+            let got = send(&plugin, req).await;
+            assert_eq!(got.status, 200, "[{engine}] indirect: {indirect}");
+            assert_eq!(got.header("x-saw"), "given", "[{engine}] indirect: {indirect}");
+            assert_eq!(got.header("x-uri"), "/where?q=1", "[{engine}] indirect: {indirect}");
+            assert_eq!(got.header("x-echo-h-x-in"), "given", "[{engine}] the next handler got it too");
+        }
+    }
+}
