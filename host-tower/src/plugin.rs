@@ -112,6 +112,7 @@ pub struct PluginBuilder {
     pub(crate) env: Vec<Vec<u8>>,
     pub(crate) deadline: Duration,
     pub(crate) memory_limit: usize,
+    pub(crate) table_limit: u64,
     pub(crate) pool_wait: Duration,
     pub(crate) isolation: Isolation,
     pub(crate) failure_policy: FailurePolicy,
@@ -132,6 +133,7 @@ impl Default for PluginBuilder {
             env: Vec::new(),
             deadline: Duration::from_secs(1),
             memory_limit: 128 << 20,
+            table_limit: 10_000,
             pool_wait: Duration::from_secs(10),
             isolation: Isolation::Reuse,
             failure_policy: FailurePolicy::Closed,
@@ -218,6 +220,17 @@ impl PluginBuilder {
     /// it fails to load on both. Default: 128 MiB.
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
+        self
+    }
+
+    /// The most elements one table of an instance may grow to; a
+    /// `table.grow` past it traps on wasmtime and fails (returns -1) on
+    /// wasmer, where the module's table maximum is lowered to it as for
+    /// [`memory_limit`](Self::memory_limit). Default: 10,000 (a Rust or
+    /// TinyGo guest's function table holds its indirectly called
+    /// functions, typically a few hundred).
+    pub fn table_limit(mut self, elements: u64) -> Self {
+        self.table_limit = elements;
         self
     }
 

@@ -22,6 +22,7 @@ pub(crate) fn compile(
     wasm: &[u8],
     cache_dir: Option<&std::path::Path>,
     memory_limit: usize,
+    table_limit: u64,
 ) -> Result<std::sync::Arc<dyn CompiledModule>, Error> {
     #[cfg(not(feature = "module-cache"))]
     if cache_dir.is_some() {
@@ -32,7 +33,7 @@ pub(crate) fn compile(
         crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm, cache_dir)?),
         #[cfg(feature = "wasmer")]
         crate::Engine::Wasmer => {
-            let wasm = memory_cap::cap_memories(wasm, memory_limit)?;
+            let wasm = memory_cap::cap_memories(wasm, memory_limit, table_limit)?;
             std::sync::Arc::new(wasmer::WasmerModule::compile(&wasm, cache_dir)?)
         }
     })

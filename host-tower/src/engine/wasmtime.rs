@@ -267,7 +267,11 @@ impl CompiledModule for WasmtimeModule {
 
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let deadline = ticks(host.shared.deadline);
-        let limits = StoreLimitsBuilder::new().memory_size(host.shared.memory_limit).trap_on_grow_failure(true).build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(host.shared.memory_limit)
+            .table_elements(usize::try_from(host.shared.table_limit).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .build();
         let mut store = Store::new(&self.engine, StoreData { host, memory: None, limits });
         store.limiter(|d| &mut d.limits);
         store.set_epoch_deadline(deadline);

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) deadline: std::time::Duration,
     /// The most bytes of linear memory one instance may have.
     pub(crate) memory_limit: usize,
+    /// The most elements one table may grow to.
+    pub(crate) table_limit: u64,
 }
 
 /// The per-instance state an engine keeps in its store.

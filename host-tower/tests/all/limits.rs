@@ -220,3 +220,47 @@ async fn a_slow_body_for_a_buffering_guest_holds_no_instance() {
         assert_eq!(plugin.metrics().pool_waits, 0, "[{engine}]");
     }
 }
+
+#[tokio::test]
+async fn table_growth_past_the_cap_fails_cleanly() {
+    // As for memory: wasmtime traps at the grow, wasmer's grow returns -1
+    // and the guest traps on it.
+    let wasm = module(&format!(
+        r#"(table $t 1 funcref)
+  (func (export "handle_request") (result i64)
+    (if (i32.eq (table.grow $t (ref.null func) (i32.const 5000)) (i32.const -1)) (then unreachable))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+    ));
+    for &engine in engines() {
+        let plugin = builder(engine).table_limit(1000).build(&wasm).unwrap();
+        assert_eq!(send(&plugin, get("/")).await.status, 500, "[{engine}]");
+        let plugin = builder(engine).table_limit(10_000).build(&wasm).unwrap();
+        assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}] within the cap");
+    }
+}
+
+#[tokio::test]
+async fn headers_a_guest_writes_past_the_size_cap_fail_cleanly() {
+    // Adds a 1 KiB value to a response header 64 times: 64 KiB and more.
+    let wasm = module(&format!(
+        r#"(data (i32.const 0) "x-big")
+  (func (export "handle_request") (result i64) (local $i i32)
+    (loop $l
+      (call $add_header_value (i32.const 1) (i32.const 0) (i32.const 5) (i32.const 1024) (i32.const 1024))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 64))))
+    (i64.const 0))
+  {NOOP_RESPONSE}
+  (data (i32.const 1024) "{value}")"#,
+        value = "v".repeat(1024)
+    ));
+    for &engine in engines() {
+        let plugin = builder(engine).header_limit(16 << 10).build(&wasm).unwrap();
+        let got = send(&plugin, get("/")).await;
+        assert_eq!((got.status, &got.body[..]), (500, &b"Internal Server Error\n"[..]), "[{engine}]");
+        let plugin = builder(engine).header_limit(128 << 10).build(&wasm).unwrap();
+        let got = send(&plugin, get("/")).await;
+        assert_eq!((got.status, got.headers.get_all("x-big").iter().count()), (200, 64), "[{engine}] within the cap");
+    }
+}
