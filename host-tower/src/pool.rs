@@ -46,7 +46,13 @@ impl Loaded {
             memory_limit: options.memory_limit,
             table_limit: options.table_limit,
         });
-        let module = crate::engine::compile(options.engine, wasm, options.cache_dir.as_deref(), options.memory_limit, options.table_limit)?;
+        let module = crate::engine::compile(
+            options.engine,
+            wasm,
+            options.cache_dir.as_deref(),
+            options.memory_limit,
+            options.table_limit,
+        )?;
         let imports = module.checked().host_imports.clone();
         let mut first = Pooled::start(&*module, &shared, &counters)?;
         let module_features = first.instance.host().module_features;

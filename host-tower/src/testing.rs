@@ -312,3 +312,33 @@ impl TestResponse {
         self.next.as_ref().expect("the guest did not call next")
     }
 }
+
+/// The imports of all 19 host functions as WAT, one line each, every
+/// function named `$<its name>` (`$get_header_values`...): the head of a
+/// hand-written test guest.
+///
+/// ```
+/// let wat = format!(
+///     r#"(module {}
+///   (memory (export "memory") 1)
+///   (func (export "handle_request") (result i64) (i64.const 1))
+///   (func (export "handle_response") (param i32 i32)))"#,
+///     tower_http_wasm::testing::wat_imports()
+/// );
+/// assert!(wat.contains(r#"(import "http_handler" "get_uri" (func $get_uri (param i32 i32) (result i32)))"#));
+/// ```
+pub fn wat_imports() -> String {
+    use http_wasm_abi::{HostFunction, MODULE, ValType};
+    let types =
+        |ts: &[ValType]| ts.iter().map(|t| if *t == ValType::I32 { " i32" } else { " i64" }).collect::<String>();
+    HostFunction::ALL
+        .iter()
+        .map(|f| {
+            let sig = f.signature();
+            let params = if sig.params.is_empty() { String::new() } else { format!(" (param{})", types(sig.params)) };
+            let results =
+                if sig.results.is_empty() { String::new() } else { format!(" (result{})", types(sig.results)) };
+            format!("  (import \"{MODULE}\" \"{name}\" (func ${name}{params}{results}))\n", name = f.name())
+        })
+        .collect()
+}

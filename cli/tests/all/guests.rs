@@ -1,6 +1,6 @@
 //! Test guests, hand-written in WAT.
 
-/// A module importing the host functions the tests use, with `body` (which
+/// A module importing every host function, with `body` (which
 /// defines `handle_request` and `handle_response`, and may add data and
 /// globals). 48 pages of memory (3 MiB), and two helpers: `$value(name,
 /// len) -> len` puts the first value of a request header at 1024 (-1 when
@@ -8,16 +8,7 @@
 pub fn module(body: &str) -> Vec<u8> {
     let text = format!(
         r#"(module
-  (import "http_handler" "enable_features" (func $enable_features (param i32) (result i32)))
-  (import "http_handler" "get_config" (func $get_config (param i32 i32) (result i32)))
-  (import "http_handler" "log" (func $log (param i32 i32 i32)))
-  (import "http_handler" "get_header_values" (func $get_header_values (param i32 i32 i32 i32 i32) (result i64)))
-  (import "http_handler" "set_header_value" (func $set_header_value (param i32 i32 i32 i32 i32)))
-  (import "http_handler" "remove_header" (func $remove_header (param i32 i32 i32)))
-  (import "http_handler" "read_body" (func $read_body (param i32 i32 i32) (result i64)))
-  (import "http_handler" "write_body" (func $write_body (param i32 i32 i32)))
-  (import "http_handler" "set_status_code" (func $set_status_code (param i32)))
-  (memory (export "memory") 48)
+{imports}  (memory (export "memory") 48)
   ;; The first value of request header (p, n) at 1024: its length, or -1.
   (func $value (param $p i32) (param $n i32) (result i32) (local $i i32)
     (if (i64.eqz (call $get_header_values (i32.const 0) (local.get $p) (local.get $n) (i32.const 1024) (i32.const 1024)))
@@ -39,7 +30,8 @@ pub fn module(body: &str) -> Vec<u8> {
     (local.get $v))
 
 {body}
-)"#
+)"#,
+        imports = tower_http_wasm::testing::wat_imports()
     );
     wat::parse_str(&text).unwrap_or_else(|e| panic!("bad test WAT: {e}\n{text}"))
 }

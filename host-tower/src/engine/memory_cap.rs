@@ -52,7 +52,10 @@ pub(crate) fn cap_memories(wasm: &[u8], limit: usize, elements: u64) -> Result<C
                 }
                 None => {
                     let range = reader.range();
-                    module.section(&wasm_encoder::RawSection { id: 4, data: &wasm[range.start as usize..range.end as usize] });
+                    module.section(&wasm_encoder::RawSection {
+                        id: 4,
+                        data: &wasm[range.start as usize..range.end as usize],
+                    });
                 }
             },
             other => {

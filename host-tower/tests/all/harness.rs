@@ -7,38 +7,21 @@ use std::convert::Infallible;
 use tower::ServiceExt;
 use tower_http_wasm::{Engine, HttpWasmLayer, Plugin, PluginBuilder, RequestBody};
 
-/// Every host import, a memory, constants and assertion helpers; `body`
+/// Every host import (see [`tower_http_wasm::testing::wat_imports`]), a
+/// memory, constants and assertion helpers; `body`
 /// defines `handle_request` and `handle_response`.
 pub fn module(body: &str) -> Vec<u8> {
     let text = format!(
         r#"(module
-  (import "http_handler" "enable_features" (func $enable_features (param i32) (result i32)))
-  (import "http_handler" "get_config" (func $get_config (param i32 i32) (result i32)))
-  (import "http_handler" "log" (func $log (param i32 i32 i32)))
-  (import "http_handler" "log_enabled" (func $log_enabled (param i32) (result i32)))
-  (import "http_handler" "get_header_names" (func $get_header_names (param i32 i32 i32) (result i64)))
-  (import "http_handler" "get_header_values" (func $get_header_values (param i32 i32 i32 i32 i32) (result i64)))
-  (import "http_handler" "set_header_value" (func $set_header_value (param i32 i32 i32 i32 i32)))
-  (import "http_handler" "add_header_value" (func $add_header_value (param i32 i32 i32 i32 i32)))
-  (import "http_handler" "remove_header" (func $remove_header (param i32 i32 i32)))
-  (import "http_handler" "read_body" (func $read_body (param i32 i32 i32) (result i64)))
-  (import "http_handler" "write_body" (func $write_body (param i32 i32 i32)))
-  (import "http_handler" "get_method" (func $get_method (param i32 i32) (result i32)))
-  (import "http_handler" "set_method" (func $set_method (param i32 i32)))
-  (import "http_handler" "get_uri" (func $get_uri (param i32 i32) (result i32)))
-  (import "http_handler" "set_uri" (func $set_uri (param i32 i32)))
-  (import "http_handler" "get_protocol_version" (func $get_protocol_version (param i32 i32) (result i32)))
-  (import "http_handler" "get_source_addr" (func $get_source_addr (param i32 i32) (result i32)))
-  (import "http_handler" "get_status_code" (func $get_status_code (result i32)))
-  (import "http_handler" "set_status_code" (func $set_status_code (param i32)))
-  (memory (export "memory") 40)
+{imports}  (memory (export "memory") 40)
   (func $assert (param i32) (if (i32.eqz (local.get 0)) (then unreachable)))
   ;; respond with the bytes at (ptr, len) as header x-out
   (func $out (param i32 i32)
     (call $set_header_value (i32.const 1) (i32.const 900) (i32.const 5) (local.get 0) (local.get 1)))
   (data (i32.const 900) "x-out")
 {body}
-)"#
+)"#,
+        imports = tower_http_wasm::testing::wat_imports()
     );
     wat::parse_str(&text).unwrap_or_else(|e| panic!("bad test WAT: {e}\n{text}"))
 }
