@@ -40,7 +40,7 @@ struct Cli {
 enum Command {
     /// Run filters as a reverse proxy in front of an upstream (or a built-in
     /// echo backend). Without filters, upstream or Dapr files: a demo.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Show a module's imports, exports and ABI problems.
     Inspect(inspect::InspectArgs),
     /// Write the example filters' modules (router, header-validation, harden) to a directory.
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let sub = matches.subcommand_matches("serve").expect("the serve subcommand matched");
-                serve_cmd::run(args, sub).await
+                serve_cmd::run(*args, sub).await
             }
             Command::Inspect(args) => inspect::run(args),
             Command::BuildExamples(args) => examples::run(args),

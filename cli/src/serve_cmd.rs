@@ -63,6 +63,14 @@ pub struct ServeArgs {
     /// upstream it is sent as `:authority`.
     #[arg(long, requires = "upstream")]
     rewrite_host: bool,
+    /// How long an HTTP/1.1 client may take to send a request head before
+    /// the connection is closed: `500ms`, `30s`. Default: 30s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    header_timeout: Duration,
+    /// The most client connections open at once; further ones wait to be
+    /// accepted until one closes. Default: 10000.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// What the upstream is told about the client in `x-forwarded-for` and
     /// `forwarded` (RFC 7239). Applied when a request arrives, so the
     /// filters see the result.
@@ -278,7 +286,8 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     let _ = out.flush();
     drop(out);
     let gateway = Gateway { pipeline, forwarded: args.forwarded };
-    serve::serve(listener, gateway, async {
+    let limits = serve::Limits { header_timeout: args.header_timeout, max_connections: args.max_connections as usize };
+    serve::serve(listener, gateway, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

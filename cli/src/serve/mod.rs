@@ -22,6 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -194,12 +195,28 @@ impl<B: Body + Unpin + Send + 'static> Drop for Drain<B> {
     }
 }
 
+/// What the server allows each client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a request head may take to arrive (HTTP/1.1).
+    pub header_timeout: Duration,
+    /// The most connections open at once.
+    pub max_connections: usize,
+}
+
 /// Serves `gateway` on `listener` until `shutdown` completes, then lets
 /// open connections finish (at most 10 s).
-pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A free connection slot first: past the limit, clients wait in the
+        // listen backlog rather than take memory here.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -219,10 +236,12 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
             let res = gateway.clone().handle(req, peer).instrument(span);
             async move { Ok::<_, Infallible>(res.await) }
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!(target: "http_wasm::serve", %peer, error = %e, "connection ended");
             }

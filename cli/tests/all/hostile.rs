@@ -366,3 +366,53 @@ async fn five_hundred_concurrent_http2_streams_on_one_connection_all_complete() 
     assert_eq!(hits.load(Ordering::SeqCst), 500);
     still_serving(&gw).await;
 }
+
+/// A gateway in front of `up` with one pass-through filter and `extra` flags.
+fn limited_gateway(tag: &str, up: SocketAddr, extra: &[&str]) -> Server {
+    let dir = tempdir(tag);
+    std::fs::write(dir.join("guest.wasm"), guests::versioned("v")).unwrap();
+    let up = format!("http://{up}");
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--upstream", &up, "--filter", "guest.wasm"];
+    args.extend_from_slice(extra);
+    Server::start_with_log(&dir, &args, "warn")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_never_completes_is_closed_at_the_header_timeout() {
+    let (up, hits) = counting_upstream().await;
+    let gw = limited_gateway("header-timeout", up, &["--header-timeout", "200ms"]);
+    // Half a head, then silence (the write side stays open): the server
+    // ends the connection (raw_exchange waits at most 30 s for that).
+    let (got, _) = raw_exchange(gw.addr, b"GET / HTTP/1.1\r\nhost: x\r\nx-slow".to_vec(), Vec::new()).await;
+    assert!(got.is_empty() || status_of(&got) == Some(408), "{got}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the upstream");
+    let got = send(&client(false), Request::get(url(gw.addr, "/")).body(full("")).unwrap()).await;
+    assert_eq!(got.status, 200);
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let (up, _) = counting_upstream().await;
+    let gw = limited_gateway("max-connections", up, &["--max-connections", "1"]);
+    // Connection A: one exchange, then kept open (keep-alive) and idle.
+    let mut a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    a.write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("from upstream") {
+        let n = tokio::time::timeout(Duration::from_secs(30), a.read(&mut buf)).await.expect("A is answered").unwrap();
+        assert!(n > 0, "A closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Connection B waits in the listen backlog while A holds the only slot.
+    let addr = gw.addr;
+    let b = tokio::spawn(async move {
+        raw_exchange(addr, b"GET /b HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(), Vec::new()).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.is_finished(), "B was served while A held the only connection slot");
+    drop(a);
+    let (got, _) = b.await.unwrap();
+    assert_eq!(status_of(&got), Some(200), "{got}");
+}
