@@ -294,7 +294,7 @@ impl<F: FailureResponse> Run<F> {
                 let mut state = BodyState::streaming(box_body(body));
                 if let Err(e) = state.prefetch(PREFETCH_LIMIT) {
                     let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
-                    return Ok(self.fail(Stage::Body, Some(&mut lease), e));
+                    return Ok(self.fail(Stage::Body, None, e));
                 }
                 state
             }
