@@ -47,12 +47,7 @@ fn hostile_gateway(tag: &str, up: SocketAddr, buffering: bool) -> Server {
     let dir = tempdir(tag);
     let wasm = if buffering { guests::buffering() } else { guests::versioned("v") };
     std::fs::write(dir.join("guest.wasm"), wasm).unwrap();
-    let up = format!("http://{up}");
-    Server::start_with_log(
-        &dir,
-        &["serve", "--listen", "127.0.0.1:0", "--upstream", &up, "--filter", "guest.wasm", "--admin", "127.0.0.1:0"],
-        "warn",
-    )
+    Server::gateway_with_log(&dir, up, &["--filter", "guest.wasm", "--admin", "127.0.0.1:0"], "warn")
 }
 
 /// The gateway still serves a normal request, on a new connection, over
@@ -371,10 +366,9 @@ async fn five_hundred_concurrent_http2_streams_on_one_connection_all_complete() 
 fn limited_gateway(tag: &str, up: SocketAddr, extra: &[&str]) -> Server {
     let dir = tempdir(tag);
     std::fs::write(dir.join("guest.wasm"), guests::versioned("v")).unwrap();
-    let up = format!("http://{up}");
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--upstream", &up, "--filter", "guest.wasm"];
+    let mut args = vec!["--filter", "guest.wasm"];
     args.extend_from_slice(extra);
-    Server::start_with_log(&dir, &args, "warn")
+    Server::gateway_with_log(&dir, up, &args, "warn")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

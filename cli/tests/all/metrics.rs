@@ -50,24 +50,10 @@ async fn metrics_count_good_trapping_and_denied_requests_per_filter() {
         let dir = tempdir(&format!("metrics-{}", engine.name()));
         std::fs::write(dir.join("first.wasm"), guests::versioned("1")).unwrap();
         std::fs::write(dir.join("second.wasm"), guests::versioned("2")).unwrap();
-        let upstream_url = format!("http://{up}");
-        let gw = Server::start(
+        let gw = Server::gateway(
             &dir,
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                &upstream_url,
-                "--engine",
-                engine.name(),
-                "--filter",
-                "first.wasm",
-                "--filter",
-                "second.wasm",
-                "--admin",
-                "127.0.0.1:0",
-            ],
+            up,
+            &["--engine", engine.name(), "--filter", "first.wasm", "--filter", "second.wasm", "--admin", "127.0.0.1:0"],
         );
         let admin = gw.admin();
         // Before any request: every series at zero, one instance each.

@@ -45,6 +45,20 @@ impl Server {
         Server::start_with_log(dir, args, "off")
     }
 
+    /// `http-wasm serve --listen 127.0.0.1:0 --upstream http://UPSTREAM
+    /// rest...` in `dir`. No logs.
+    pub fn gateway(dir: &Path, upstream: SocketAddr, rest: &[&str]) -> Server {
+        Server::gateway_with_log(dir, upstream, rest, "off")
+    }
+
+    /// Like [`Server::gateway`], keeping the log (`RUST_LOG=filter`).
+    pub fn gateway_with_log(dir: &Path, upstream: SocketAddr, rest: &[&str], filter: &str) -> Server {
+        let upstream = format!("http://{upstream}");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream];
+        args.extend_from_slice(rest);
+        Server::start_with_log(dir, &args, filter)
+    }
+
     /// Like [`Server::start`], keeping the log (`RUST_LOG=filter`) for
     /// [`Server::wait_for_log`].
     pub fn start_with_log(dir: &Path, args: &[&str], filter: &str) -> Server {

@@ -158,24 +158,10 @@ async fn sighup_reloads_every_filter_and_keeps_the_old_module_on_failure() {
     let dir = tempdir("reload-sighup");
     std::fs::write(dir.join("one.wasm"), guests::versioned("1a")).unwrap();
     std::fs::write(dir.join("two.wasm"), guests::versioned("2a")).unwrap();
-    let upstream_url = format!("http://{up}");
-    let gw = Server::start_with_log(
+    let gw = Server::gateway_with_log(
         &dir,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream_url,
-            "--filter",
-            "one.wasm",
-            "--filter",
-            "two.wasm",
-            "--watch-interval",
-            "off",
-            "--admin",
-            "127.0.0.1:0",
-        ],
+        up,
+        &["--filter", "one.wasm", "--filter", "two.wasm", "--watch-interval", "off", "--admin", "127.0.0.1:0"],
         "info",
     );
     let admin = gw.admin();
@@ -226,23 +212,8 @@ async fn a_dapr_component_module_is_reloaded_when_its_file_changes() {
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: versioned\nspec:\n  type: middleware.http.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: file://wasm/guest.wasm\n",
     )
     .unwrap();
-    let upstream_url = format!("http://{up}");
-    let gw = Server::start(
-        &dir,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream_url,
-            "--dapr",
-            "component.yaml",
-            "--watch-interval",
-            "50ms",
-            "--admin",
-            "127.0.0.1:0",
-        ],
-    );
+    let gw =
+        Server::gateway(&dir, up, &["--dapr", "component.yaml", "--watch-interval", "50ms", "--admin", "127.0.0.1:0"]);
     let admin = gw.admin();
     assert_eq!(version(gw.addr).await, "a");
     replace(&dir.join("wasm/guest.wasm"), &guests::versioned("b"));

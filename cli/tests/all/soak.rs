@@ -131,15 +131,10 @@ async fn soak(requests: u64) {
     let (gate, buffer) = (dir.join("gate.wasm"), dir.join("buffer.wasm"));
     std::fs::write(&gate, guests::versioned("g1")).unwrap();
     std::fs::write(&buffer, guests::buffering()).unwrap();
-    let upstream_url = format!("http://{up}");
-    let gw = Server::start_with_log(
+    let gw = Server::gateway_with_log(
         &dir,
+        up,
         &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream_url,
             "--engine",
             engine.name(),
             "--filter",
