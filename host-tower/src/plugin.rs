@@ -367,6 +367,25 @@ impl Plugin {
         self.slot.counters.snapshot()
     }
 
+    /// Publishes the counters through the [`metrics`](https://docs.rs/metrics)
+    /// facade (crate feature `metrics`): each figure of [`Metrics::iter`]
+    /// as `http_wasm_<name>` (counters with a `_total` suffix) with the
+    /// label `filter` set to the plugin's name, at its absolute value. Call
+    /// it before a scrape or on a timer; requests never touch the facade, so
+    /// the request path pays nothing for it.
+    #[cfg(feature = "metrics")]
+    pub fn record_metrics(&self) {
+        for (name, _, kind, value) in self.metrics().iter() {
+            let filter = self.name().to_string();
+            match kind {
+                crate::MetricKind::Counter => {
+                    ::metrics::counter!(format!("http_wasm_{name}_total"), "filter" => filter).absolute(value)
+                }
+                _ => ::metrics::gauge!(format!("http_wasm_{name}"), "filter" => filter).set(value as f64),
+            }
+        }
+    }
+
     /// Replaces the module with `wasm`, keeping every option.
     ///
     /// The new module is compiled, checked and started before anything

@@ -10,7 +10,7 @@
 //! host.get("/").header("x-api-key", "0123456789abcdef").send().assert_status(200).assert_next_called();
 //! ```
 //!
-//! Each request goes through the [`HttpWasmLayer`](crate::HttpWasmLayer) in
+//! Each request goes through the [`HttpWasmLayer`] in
 //! front of a recording next handler, which answers `200` with an empty
 //! body unless [`TestHost::respond_with`] says otherwise. Requests run on a
 //! private single-threaded tokio runtime, so tests need no async setup.

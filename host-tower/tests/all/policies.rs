@@ -259,3 +259,67 @@ async fn deadline_hits_and_short_circuits_are_counted() {
         assert!(names.contains(&"deadline_hits") && names.contains(&"instances"), "{names:?}");
     }
 }
+
+/// A `metrics` recorder that keeps the last value of each series.
+#[derive(Default)]
+struct Recorded(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>);
+
+struct Series(String, std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>);
+
+impl metrics::CounterFn for Series {
+    fn increment(&self, value: u64) {
+        *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value as f64;
+    }
+    fn absolute(&self, value: u64) {
+        self.1.lock().unwrap().insert(self.0.clone(), value as f64);
+    }
+}
+
+impl metrics::GaugeFn for Series {
+    fn increment(&self, value: f64) {
+        *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value;
+    }
+    fn decrement(&self, value: f64) {
+        *self.1.lock().unwrap().entry(self.0.clone()).or_default() -= value;
+    }
+    fn set(&self, value: f64) {
+        self.1.lock().unwrap().insert(self.0.clone(), value);
+    }
+}
+
+impl Recorded {
+    fn series(&self, key: &metrics::Key) -> Arc<Series> {
+        let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        Arc::new(Series(format!("{}{{{}}}", key.name(), labels.join(",")), self.0.clone()))
+    }
+}
+
+impl metrics::Recorder for Recorded {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.series(key))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.series(key))
+    }
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test]
+async fn counters_reach_the_metrics_facade() {
+    for &engine in engines() {
+        let plugin = builder(engine).name("counted").pool_size(1).build(counter()).unwrap();
+        counts(&plugin, 3).await;
+        let recorder = Recorded::default();
+        metrics::with_local_recorder(&recorder, || plugin.record_metrics());
+        let seen = recorder.0.lock().unwrap().clone();
+        assert_eq!(seen.get("http_wasm_requests_total{filter=counted}"), Some(&3.0), "[{engine}] {seen:?}");
+        assert_eq!(seen.get("http_wasm_short_circuits_total{filter=counted}"), Some(&3.0), "[{engine}] {seen:?}");
+        assert_eq!(seen.get("http_wasm_instances{filter=counted}"), Some(&1.0), "[{engine}] {seen:?}");
+        assert_eq!(seen.len(), plugin.metrics().iter().count(), "[{engine}] every figure");
+    }
+}
