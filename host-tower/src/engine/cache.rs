@@ -18,9 +18,9 @@
 //! other users may write to is not used at all.
 //!
 //! Loading a compiled artifact is `unsafe` in both engines (the bytes become
-//! machine code), so this module, behind the `module-cache` feature, holds
-//! the host's only `unsafe` blocks: one per engine, each loading only bytes
-//! that passed the digest check.
+//! machine code), so the `module-cache` feature holds the host's only
+//! `unsafe` blocks: one per engine, in its [`Compiler::load`], each given
+//! only bytes that passed the digest check here.
 
 use crate::error::Error;
 use sha2::{Digest, Sha256};
