@@ -2,7 +2,8 @@
 //! code: the host keeps a copy of the request's URI and headers past `next`
 //! only for a guest that may read them there.
 //!
-//! A walk of the direct-call graph from the `handle_response` export. A
+//! A walk of the direct-call graph from the `handle_response` export,
+//! reading the code of the functions it reaches and no other. A
 //! function that calls indirectly (`call_indirect`, `call_ref`) could call
 //! anything, so reaching one answers "unknown", as does anything the walk
 //! cannot read: the host then keeps everything.
@@ -37,6 +38,26 @@ struct Calls {
     indirect: bool,
 }
 
+impl Calls {
+    /// Reads the calls of one function body.
+    fn of(body: &wasmparser::FunctionBody<'_>) -> Option<Calls> {
+        let mut calls = Calls { direct: Vec::new(), indirect: false };
+        for op in body.get_operators_reader().ok()? {
+            match op.ok()? {
+                Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
+                    calls.direct.push(function_index)
+                }
+                Operator::CallIndirect { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::CallRef { .. }
+                | Operator::ReturnCallRef { .. } => calls.indirect = true,
+                _ => {}
+            }
+        }
+        Some(calls)
+    }
+}
+
 /// What `handle_response` of `wasm` may call.
 pub(crate) fn from_handle_response(wasm: &[u8]) -> Reach {
     read(wasm).unwrap_or(Reach::Unknown)
@@ -45,7 +66,7 @@ pub(crate) fn from_handle_response(wasm: &[u8]) -> Reach {
 fn read(wasm: &[u8]) -> Option<Reach> {
     let mut imported: Vec<Option<HostFunction>> = Vec::new();
     let mut start = None;
-    let mut bodies: Vec<Calls> = Vec::new();
+    let mut bodies = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.ok()? {
             Payload::ImportSection(reader) => {
@@ -65,22 +86,8 @@ fn read(wasm: &[u8]) -> Option<Reach> {
                     }
                 }
             }
-            Payload::CodeSectionEntry(body) => {
-                let mut calls = Calls { direct: Vec::new(), indirect: false };
-                for op in body.get_operators_reader().ok()? {
-                    match op.ok()? {
-                        Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
-                            calls.direct.push(function_index)
-                        }
-                        Operator::CallIndirect { .. }
-                        | Operator::ReturnCallIndirect { .. }
-                        | Operator::CallRef { .. }
-                        | Operator::ReturnCallRef { .. } => calls.indirect = true,
-                        _ => {}
-                    }
-                }
-                bodies.push(calls);
-            }
+            // Only located here; a body's code is read when the walk reaches it.
+            Payload::CodeSectionEntry(body) => bodies.push(body),
             _ => {}
         }
     }
@@ -102,7 +109,7 @@ fn read(wasm: &[u8]) -> Option<Reach> {
             }
             continue;
         }
-        let calls = bodies.get((f - imports) as usize)?;
+        let calls = Calls::of(bodies.get((f - imports) as usize)?)?;
         if calls.indirect {
             return Some(Reach::Unknown);
         }
