@@ -39,14 +39,21 @@ pub(crate) fn compile(
     })
 }
 
-/// Compiles `wasm` with `engine` only to read its imports and exports.
+/// Compiles `wasm` with `engine` (which validates it), then reads its
+/// imports and exports.
 pub(crate) fn shape_of(engine: crate::Engine, wasm: &[u8]) -> Result<Shape, Error> {
     match engine {
         #[cfg(feature = "wasmtime")]
-        crate::Engine::Wasmtime => wasmtime::shape_of(wasm),
+        crate::Engine::Wasmtime => wasmtime::validate(wasm)?,
         #[cfg(feature = "wasmer")]
-        crate::Engine::Wasmer => wasmer::shape_of(wasm),
+        crate::Engine::Wasmer => wasmer::validate(wasm)?,
     }
+    shape(wasm)
+}
+
+/// The imports and exports of `wasm`, a module an engine has accepted.
+pub(crate) fn shape(wasm: &[u8]) -> Result<Shape, Error> {
+    Shape::read(wasm).map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
 }
 
 /// A compiled and linked module, ready to instantiate.

@@ -18,7 +18,7 @@
 
 use super::{CompiledModule, GuestInstance, call_error, check_shape};
 use crate::error::{Error, Kind};
-use crate::host::abi_check::{Checked, Extern, Shape, WasmType};
+use crate::host::abi_check::Checked;
 use crate::host::body::{blocking_reads, may_block};
 use crate::host::{Exchange, GuestMemory, HostError, HostState, wasi};
 use http_wasm_abi::MODULE;
@@ -26,8 +26,8 @@ use std::borrow::Cow;
 use std::sync::mpsc;
 use std::time::Duration;
 use wasmer::{
-    Engine, ExternType, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Interrupter, Memory,
-    MemoryView, Module, RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
+    Engine, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Interrupter, Memory, MemoryView,
+    Module, RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
 };
 
 struct StoreData {
@@ -42,37 +42,6 @@ pub(crate) struct WasmerModule {
     checked: Checked,
 }
 
-fn wasm_type(t: &Type) -> WasmType {
-    match t {
-        Type::I32 => WasmType::I32,
-        Type::I64 => WasmType::I64,
-        Type::F32 => WasmType::F32,
-        Type::F64 => WasmType::F64,
-        Type::V128 => WasmType::V128,
-        _ => WasmType::Ref,
-    }
-}
-
-fn extern_of(t: &ExternType) -> Extern {
-    match t {
-        ExternType::Function(f) => Extern::Func {
-            params: f.params().iter().map(wasm_type).collect(),
-            results: f.results().iter().map(wasm_type).collect(),
-        },
-        ExternType::Memory(_) => Extern::Memory,
-        ExternType::Table(_) => Extern::Table,
-        ExternType::Global(_) => Extern::Global,
-        _ => Extern::Other,
-    }
-}
-
-fn shape(module: &Module) -> Shape {
-    Shape {
-        imports: module.imports().map(|i| (i.module().to_string(), i.name().to_string(), extern_of(i.ty()))).collect(),
-        exports: module.exports().map(|e| (e.name().to_string(), extern_of(e.ty()))).collect(),
-    }
-}
-
 fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
     // Refuse text: the public API takes binary modules on both engines.
     if !wasm.starts_with(b"\0asm") {
@@ -82,9 +51,9 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
         .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
 }
 
-/// Compiles `wasm` only to read its imports and exports.
-pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
-    Ok(shape(&compile_module(&Engine::from(wasmer::sys::Cranelift::default()), wasm)?))
+/// Compiles `wasm` only to validate it.
+pub(crate) fn validate(wasm: &[u8]) -> Result<(), Error> {
+    compile_module(&Engine::from(wasmer::sys::Cranelift::default()), wasm).map(drop)
 }
 
 /// The wasmer version in `Cargo.toml` (pinned with `=`), for cache keys.
@@ -129,7 +98,7 @@ impl WasmerModule {
             Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), wasm)?,
             _ => compile_module(&engine, wasm)?,
         };
-        let checked = check_shape(&shape(&module))?;
+        let checked = check_shape(&super::shape(wasm)?)?;
         Ok(WasmerModule { engine, module, checked })
     }
 }

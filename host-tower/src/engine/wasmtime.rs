@@ -2,14 +2,14 @@
 
 use super::{CompiledModule, GuestInstance, call_error, check_shape};
 use crate::error::{Error, Kind};
-use crate::host::abi_check::{Checked, Extern, Shape, WasmType};
+use crate::host::abi_check::Checked;
 use crate::host::{HostError, HostState, SliceMemory, wasi};
 use http_wasm_abi::MODULE;
 use std::sync::OnceLock;
 use std::time::Duration;
 use wasmtime::{
-    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, Store, StoreLimits,
-    StoreLimitsBuilder, TypedFunc, Val, ValType,
+    Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
+    TypedFunc, Val, ValType,
 };
 
 /// What the store of every instance holds.
@@ -57,37 +57,6 @@ pub(crate) struct WasmtimeModule {
     pre: InstancePre<StoreData>,
     engine: Engine,
     checked: Checked,
-}
-
-fn wasm_type(t: &ValType) -> WasmType {
-    match t {
-        ValType::I32 => WasmType::I32,
-        ValType::I64 => WasmType::I64,
-        ValType::F32 => WasmType::F32,
-        ValType::F64 => WasmType::F64,
-        ValType::V128 => WasmType::V128,
-        ValType::Ref(_) => WasmType::Ref,
-    }
-}
-
-fn extern_of(t: &ExternType) -> Extern {
-    match t {
-        ExternType::Func(f) => Extern::Func {
-            params: f.params().map(|p| wasm_type(&p)).collect(),
-            results: f.results().map(|r| wasm_type(&r)).collect(),
-        },
-        ExternType::Memory(_) => Extern::Memory,
-        ExternType::Table(_) => Extern::Table,
-        ExternType::Global(_) => Extern::Global,
-        _ => Extern::Other,
-    }
-}
-
-fn shape(module: &Module) -> Shape {
-    Shape {
-        imports: module.imports().map(|i| (i.module().to_string(), i.name().to_string(), extern_of(&i.ty()))).collect(),
-        exports: module.exports().map(|e| (e.name().to_string(), extern_of(&e.ty()))).collect(),
-    }
 }
 
 /// The guest memory and the host state of a call, borrowed together.
@@ -192,9 +161,9 @@ fn link(engine: &Engine) -> Result<Linker<StoreData>, Error> {
     Ok(l)
 }
 
-/// Compiles `wasm` only to read its imports and exports.
-pub(crate) fn shape_of(wasm: &[u8]) -> Result<Shape, Error> {
-    Ok(shape(&compile_module(shared_engine()?, wasm)?))
+/// Compiles `wasm` only to validate it.
+pub(crate) fn validate(wasm: &[u8]) -> Result<(), Error> {
+    compile_module(shared_engine()?, wasm).map(drop)
 }
 
 /// Compiles with the shared engine, for the compiled-module cache.
@@ -245,7 +214,7 @@ impl WasmtimeModule {
             Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), wasm)?,
             _ => compile_module(&engine, wasm)?,
         };
-        let checked = check_shape(&shape(&module))?;
+        let checked = check_shape(&super::shape(wasm)?)?;
         let linker = link(&engine)?;
         let pre = linker.instantiate_pre(&module).map_err(link_error)?;
         Ok(WasmtimeModule { pre, engine, checked })

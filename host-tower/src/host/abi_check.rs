@@ -77,11 +77,89 @@ fn sig_string(params: &'static [ValType], results: &'static [ValType]) -> String
     Signature { params, results }.to_string()
 }
 
-/// The shape of a module, read by a backend.
+/// The shape of a module: its imports and exports with their types.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Shape {
     pub(crate) imports: Vec<(String, String, Extern)>,
     pub(crate) exports: Vec<(String, Extern)>,
+}
+
+impl Shape {
+    /// Reads the imports and exports of a binary module, the same for every
+    /// engine. The module is not validated here: the engine does that.
+    pub(crate) fn read(wasm: &[u8]) -> Result<Shape, wasmparser::BinaryReaderError> {
+        use wasmparser::{CompositeInnerType, ExternalKind, Payload, TypeRef};
+        let value = |t: &wasmparser::ValType| match t {
+            wasmparser::ValType::I32 => WasmType::I32,
+            wasmparser::ValType::I64 => WasmType::I64,
+            wasmparser::ValType::F32 => WasmType::F32,
+            wasmparser::ValType::F64 => WasmType::F64,
+            wasmparser::ValType::V128 => WasmType::V128,
+            wasmparser::ValType::Ref(_) => WasmType::Ref,
+        };
+        // Every type, as the extern a function of it is (`Other` for GC types).
+        let mut types: Vec<Extern> = Vec::new();
+        // The type index of every function, imported ones first.
+        let mut funcs: Vec<u32> = Vec::new();
+        let mut shape = Shape::default();
+        let func = |types: &[Extern], index: u32| types.get(index as usize).cloned().unwrap_or(Extern::Other);
+        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+            match payload? {
+                Payload::TypeSection(reader) => {
+                    for group in reader {
+                        for sub in group?.into_types() {
+                            types.push(match &sub.composite_type.inner {
+                                CompositeInnerType::Func(f) => Extern::Func {
+                                    params: f.params().iter().map(value).collect(),
+                                    results: f.results().iter().map(value).collect(),
+                                },
+                                _ => Extern::Other,
+                            });
+                        }
+                    }
+                }
+                Payload::ImportSection(reader) => {
+                    for import in reader.into_imports() {
+                        let import = import?;
+                        let ext = match import.ty {
+                            TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                                funcs.push(t);
+                                func(&types, t)
+                            }
+                            TypeRef::Memory(_) => Extern::Memory,
+                            TypeRef::Table(_) => Extern::Table,
+                            TypeRef::Global(_) => Extern::Global,
+                            TypeRef::Tag(_) => Extern::Other,
+                        };
+                        shape.imports.push((import.module.to_string(), import.name.to_string(), ext));
+                    }
+                }
+                Payload::FunctionSection(reader) => {
+                    for t in reader {
+                        funcs.push(t?);
+                    }
+                }
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export?;
+                        let ext = match export.kind {
+                            ExternalKind::Func | ExternalKind::FuncExact => match funcs.get(export.index as usize) {
+                                Some(&t) => func(&types, t),
+                                None => Extern::Other,
+                            },
+                            ExternalKind::Memory => Extern::Memory,
+                            ExternalKind::Table => Extern::Table,
+                            ExternalKind::Global => Extern::Global,
+                            ExternalKind::Tag => Extern::Other,
+                        };
+                        shape.exports.push((export.name.to_string(), ext));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(shape)
+    }
 }
 
 /// What the check learned about a module.
