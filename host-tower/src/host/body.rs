@@ -271,6 +271,7 @@ pub(crate) fn blocking_reads<R>(f: impl FnOnce() -> R) -> R {
 
 /// True inside [`blocking_reads`]: lets a backend that runs the guest on
 /// another thread carry the permission along.
+#[cfg_attr(not(feature = "wasmer"), allow(dead_code))]
 pub(crate) fn may_block() -> bool {
     MAY_BLOCK.with(|m| m.get())
 }

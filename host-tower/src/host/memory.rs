@@ -23,8 +23,10 @@ pub(crate) trait GuestMemory {
 }
 
 /// Memory lent as one mutable slice (wasmtime lends it this way).
+#[cfg_attr(not(feature = "wasmtime"), allow(dead_code))]
 pub(crate) struct SliceMemory<'a>(pub(crate) &'a mut [u8]);
 
+#[cfg_attr(not(feature = "wasmtime"), allow(dead_code))]
 fn range(ptr: u32, len: u32, size: usize) -> Result<std::ops::Range<usize>, HostError> {
     let start = ptr as usize;
     let end = start.checked_add(len as usize).ok_or(HostError::OutOfBounds { ptr, len })?;

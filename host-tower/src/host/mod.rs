@@ -15,7 +15,9 @@ pub(crate) mod wasi;
 pub(crate) use body::{BodyState, BoxBody, Phase};
 pub(crate) use error::HostError;
 pub(crate) use exchange::Exchange;
-pub(crate) use memory::{GuestMemory, SliceMemory};
+pub(crate) use memory::GuestMemory;
+#[cfg(feature = "wasmtime")]
+pub(crate) use memory::SliceMemory;
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -42,9 +44,12 @@ pub(crate) struct Shared {
     pub(crate) env: Vec<Vec<u8>>,
     /// The longest one guest call (start, `handle_request`, `handle_response`) may run.
     pub(crate) deadline: std::time::Duration,
-    /// The most bytes of linear memory one instance may have.
+    /// The most bytes of linear memory one instance may have (read by
+    /// wasmtime's store limits; wasmer's caps are set in the module).
+    #[cfg_attr(not(feature = "wasmtime"), allow(dead_code))]
     pub(crate) memory_limit: usize,
-    /// The most elements one table may grow to.
+    /// The most elements one table may grow to (as `memory_limit`).
+    #[cfg_attr(not(feature = "wasmtime"), allow(dead_code))]
     pub(crate) table_limit: u64,
 }
 
