@@ -269,24 +269,21 @@ fn filter(c: &Component, cwd: &Path) -> Result<DaprFilter, String> {
         Some(m) => text(&m.value).ok_or_else(|| format!("{at}: spec.metadata guestConfig: expected a string"))?,
         None => String::new(),
     };
-    let isolation = match meta("isolation") {
-        Some(m) => Some(
-            text(&m.value)
-                .ok_or_else(|| "expected a string".to_string())
-                .and_then(|t| crate::serve::pipeline::parse_isolation(&t))
-                .map_err(|e| format!("{at}: spec.metadata isolation: {e}"))?,
-        ),
-        None => None,
-    };
-    let failure_policy = match meta("failurePolicy") {
-        Some(m) => Some(
-            text(&m.value)
-                .ok_or_else(|| "expected a string".to_string())
-                .and_then(|t| crate::serve::pipeline::parse_failure_policy(&t))
-                .map_err(|e| format!("{at}: spec.metadata failurePolicy: {e}"))?,
-        ),
-        None => None,
-    };
+    // An optional field parsed by `parse`; its errors name the file and field.
+    fn parsed<T>(
+        field: Option<&NameValue>,
+        at: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        let Some(m) = field else { return Ok(None) };
+        text(&m.value)
+            .ok_or_else(|| "expected a string".to_string())
+            .and_then(|t| parse(&t))
+            .map(Some)
+            .map_err(|e| format!("{at}: spec.metadata {}: {e}", m.name))
+    }
+    let isolation = parsed(meta("isolation"), &at, crate::serve::pipeline::parse_isolation)?;
+    let failure_policy = parsed(meta("failurePolicy"), &at, crate::serve::pipeline::parse_failure_policy)?;
     for m in &c.spec.metadata {
         if !["url", "guestConfig", "isolation", "failurePolicy"].contains(&m.name.as_str()) {
             tracing::warn!(target: "http_wasm::dapr", component = %c.name, field = %m.name, "ignoring unknown metadata");
