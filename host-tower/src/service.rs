@@ -419,28 +419,24 @@ impl<F: FailureResponse> Run<F> {
         }
         lease.host().exchange = Some(ex);
         if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error.is_some()) {
-            let ex = lease.host().exchange.take();
             // Fail open: the next handler's response as it came, when its body is whole.
-            let body = match (&answered, passthrough, ex) {
-                (None, _, _) | (_, None, None) => None,
-                (Some(_), Some(inner), _) => Some(ResponseBody::inner(inner, None)),
-                (Some(_), None, Some(mut ex)) if is_error.is_none() && !ex.resp_body.consumed => {
-                    ex.resp_body.written = None;
-                    Some(ResponseBody::buffered(ex.resp_body.take_chunks(), upstream_trailers))
-                }
-                (Some(_), None, Some(_)) => None,
+            let Some((status, version, headers)) = answered else {
+                return Ok(self.fail(Stage::Response, Some(&mut lease), e));
             };
-            return Ok(match (answered, body) {
-                (Some((status, version, headers)), Some(body)) => {
-                    self.skip(Stage::Response, Some(&mut lease), &e);
-                    let mut res = Response::new(body);
-                    *res.status_mut() = status;
-                    *res.version_mut() = version;
-                    *res.headers_mut() = headers;
-                    res
+            let body = match (passthrough, lease.host().exchange.take()) {
+                (Some(inner), _) => ResponseBody::inner(inner, None),
+                (None, Some(mut ex)) if is_error.is_none() && !ex.resp_body.consumed => {
+                    ex.resp_body.written = None;
+                    ResponseBody::buffered(ex.resp_body.take_chunks(), upstream_trailers)
                 }
-                _ => self.fail(Stage::Response, Some(&mut lease), e),
-            });
+                _ => return Ok(self.fail(Stage::Response, Some(&mut lease), e)),
+            };
+            self.skip(Stage::Response, Some(&mut lease), &e);
+            let mut res = Response::new(body);
+            *res.status_mut() = status;
+            *res.version_mut() = version;
+            *res.headers_mut() = headers;
+            return Ok(res);
         }
         let Some(ex) = lease.host().exchange.take() else {
             let e = Error::new(crate::error::Kind::Guest, "exchange lost");
