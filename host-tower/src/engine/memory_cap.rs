@@ -22,7 +22,7 @@ fn invalid(e: wasmparser::BinaryReaderError) -> Error {
 
 /// `wasm` with each defined memory's maximum at most `limit` bytes and
 /// each table's at most `elements`.
-pub(crate) fn cap_memories(wasm: &[u8], limit: usize, elements: u64) -> Result<Cow<'_, [u8]>, Error> {
+pub(crate) fn cap_memories_and_tables(wasm: &[u8], limit: usize, elements: u64) -> Result<Cow<'_, [u8]>, Error> {
     let pages = limit as u64 / PAGE;
     let mut module = wasm_encoder::Module::new();
     let mut changed = false;
@@ -121,7 +121,7 @@ mod tests {
             ("(module (memory 1 1000) (func (export \"f\")) (data (i32.const 0) \"x\"))", Some(64)),
         ] {
             let wasm = wat::parse_str(text).unwrap();
-            let capped = cap_memories(&wasm, cap, 100).unwrap();
+            let capped = cap_memories_and_tables(&wasm, cap, 100).unwrap();
             assert_eq!(memory_max(&capped), want, "{text}");
             wasmparser::Validator::new().validate_all(&capped).unwrap();
         }
@@ -131,7 +131,7 @@ mod tests {
     fn table_maximum_is_the_lower_of_the_module_and_the_cap() {
         for (text, want) in [("(module (table 1 funcref))", Some(100)), ("(module (table 1 10 funcref))", Some(10))] {
             let wasm = wat::parse_str(text).unwrap();
-            let capped = cap_memories(&wasm, 1 << 20, 100).unwrap();
+            let capped = cap_memories_and_tables(&wasm, 1 << 20, 100).unwrap();
             let max = Parser::new(0).parse_all(&capped).find_map(|p| match p.unwrap() {
                 Payload::TableSection(r) => r.into_iter().next().map(|t| t.unwrap().ty.maximum),
                 _ => None,
@@ -143,6 +143,6 @@ mod tests {
 
     #[test]
     fn garbage_is_a_compile_error() {
-        assert!(cap_memories(b"\0asm\x01\0\0\0\x05\xff", 1 << 20, 100).unwrap_err().is_compile());
+        assert!(cap_memories_and_tables(b"\0asm\x01\0\0\0\x05\xff", 1 << 20, 100).unwrap_err().is_compile());
     }
 }

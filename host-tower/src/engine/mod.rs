@@ -33,7 +33,7 @@ pub(crate) fn compile(
         crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm, cache_dir)?),
         #[cfg(feature = "wasmer")]
         crate::Engine::Wasmer => {
-            let wasm = memory_cap::cap_memories(wasm, memory_limit, table_limit)?;
+            let wasm = memory_cap::cap_memories_and_tables(wasm, memory_limit, table_limit)?;
             std::sync::Arc::new(wasmer::WasmerModule::compile(&wasm, cache_dir)?)
         }
     })
