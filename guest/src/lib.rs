@@ -329,8 +329,23 @@ fn trap_bytes(message: &[u8]) -> ! {
 /// Exports a [`Filter`] type as the guest's `handle_request` and
 /// `handle_response` (and `_initialize` on `wasm32-unknown-unknown`).
 ///
-/// ```ignore
-/// http_wasm_sdk::export_filter!(MyFilter);
+/// ```
+/// use http_wasm_sdk::{Config, Error, Filter, Next, Request, Response};
+///
+/// /// Passes every request on.
+/// struct Pass;
+///
+/// impl Filter for Pass {
+///     fn new(_config: &Config) -> Result<Self, Error> {
+///         Ok(Pass)
+///     }
+///
+///     fn handle_request(&mut self, _req: &mut Request, _res: &mut Response) -> Next {
+///         Next::Continue(0)
+///     }
+/// }
+///
+/// http_wasm_sdk::export_filter!(Pass);
 /// ```
 ///
 /// Call it once per crate, at module level. The filter value lives in a

@@ -62,6 +62,7 @@
 //! stderr go to `http_wasm::guest::stdout` (info) and
 //! `http_wasm::guest::stderr` (warn).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod engine;

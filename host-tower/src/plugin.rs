@@ -15,10 +15,12 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Engine {
     /// [wasmtime](https://wasmtime.dev), with Cranelift. The default.
+    #[cfg_attr(docsrs, doc(cfg(feature = "wasmtime")))]
     #[cfg(feature = "wasmtime")]
     #[cfg_attr(feature = "wasmtime", default)]
     Wasmtime,
     /// [wasmer](https://wasmer.io), with Cranelift.
+    #[cfg_attr(docsrs, doc(cfg(feature = "wasmer")))]
     #[cfg(feature = "wasmer")]
     #[cfg_attr(not(feature = "wasmtime"), default)]
     Wasmer,
@@ -262,6 +264,7 @@ impl PluginBuilder {
     /// (see the `cache` section of the crate docs): a truncated or altered
     /// file is recompiled, never loaded. Default: none (every load
     /// compiles).
+    #[cfg_attr(docsrs, doc(cfg(feature = "module-cache")))]
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
@@ -373,6 +376,7 @@ impl Plugin {
     /// label `filter` set to the plugin's name, at its absolute value. Call
     /// it before a scrape or on a timer; requests never touch the facade, so
     /// the request path pays nothing for it.
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     #[cfg(feature = "metrics")]
     pub fn record_metrics(&self) {
         for (name, _, kind, value) in self.metrics().iter() {
