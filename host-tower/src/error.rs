@@ -31,10 +31,13 @@ pub(crate) enum Kind {
     BodyTooLarge,
     /// The request body failed while the host read it.
     Body,
+    /// No request body data arrived within the body timeout.
+    BodyTimeout,
     /// The next handler's response body failed, or exceeded the buffer
     /// limit, while the host buffered it for the guest.
     ResponseBody,
-    /// No instance became free within the pool's wait limit.
+    /// No instance became free within the pool's wait limit (never a guest
+    /// failure: a busy pool is a 503 whatever the failure policy).
     PoolTimeout,
     /// A configuration value is invalid.
     Config,
@@ -96,6 +99,12 @@ impl Error {
     /// buffered it for a guest with `buffer_response`. Not a guest failure.
     pub fn is_response_body(&self) -> bool {
         self.kind == Kind::ResponseBody
+    }
+
+    /// The client's request body stopped: no data arrived within
+    /// [`PluginBuilder::body_timeout`](crate::PluginBuilder::body_timeout).
+    pub fn is_body_timeout(&self) -> bool {
+        self.kind == Kind::BodyTimeout
     }
 
     /// No guest instance became free within the pool's wait limit.

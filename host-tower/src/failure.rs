@@ -2,7 +2,8 @@
 
 use crate::Error;
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
 
 /// Builds the response sent in place of a failed guest's.
 ///
@@ -32,7 +33,8 @@ where
 /// | error | status |
 /// |---|---|
 /// | request body over the buffer limit ([`Error::is_body_too_large`]) | 413 |
-/// | no instance free in time ([`Error::is_pool_timeout`]) | 503 |
+/// | no request body data within the body timeout ([`Error::is_body_timeout`]) | 408, with `connection: close` |
+/// | no instance free in time ([`Error::is_pool_timeout`]) | 503, with `retry-after: 1` |
 /// | client's request body failed ([`Error::is_body`]) | 400 |
 /// | next handler's response body failed or was over the buffer limit ([`Error::is_response_body`]) | 502 |
 /// | anything else | 500 |
@@ -43,6 +45,8 @@ impl FailureResponse for DefaultFailureResponse {
     fn response(&self, error: &Error) -> Response<Bytes> {
         let status = if error.is_body_too_large() {
             StatusCode::PAYLOAD_TOO_LARGE
+        } else if error.is_body_timeout() {
+            StatusCode::REQUEST_TIMEOUT
         } else if error.is_pool_timeout() {
             StatusCode::SERVICE_UNAVAILABLE
         } else if error.is_body() {
@@ -56,6 +60,11 @@ impl FailureResponse for DefaultFailureResponse {
         let mut res = Response::new(Bytes::from(format!("{reason}\n")));
         *res.status_mut() = status;
         res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if error.is_pool_timeout() {
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        } else if error.is_body_timeout() {
+            res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         res
     }
 }

@@ -65,6 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod body_timeout;
 mod engine;
 mod error;
 mod failure;

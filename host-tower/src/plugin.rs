@@ -116,6 +116,7 @@ pub struct PluginBuilder {
     pub(crate) memory_limit: usize,
     pub(crate) table_limit: u64,
     pub(crate) pool_wait: Duration,
+    pub(crate) body_timeout: Duration,
     pub(crate) isolation: Isolation,
     pub(crate) failure_policy: FailurePolicy,
     pub(crate) cache_dir: Option<PathBuf>,
@@ -137,6 +138,7 @@ impl Default for PluginBuilder {
             memory_limit: 128 << 20,
             table_limit: 10_000,
             pool_wait: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             isolation: Isolation::Reuse,
             failure_policy: FailurePolicy::Closed,
             cache_dir: None,
@@ -242,6 +244,20 @@ impl PluginBuilder {
     /// (`#[tokio::main]` and hyper/axum servers have it). Default: 10 s.
     pub fn pool_wait(mut self, wait: Duration) -> Self {
         self.pool_wait = wait;
+        self
+    }
+
+    /// How long the client's request body may go without sending data (a
+    /// data or trailers frame) while the host or the guest waits for it.
+    /// Past it the body fails: the client gets 408 (the
+    /// [`FailureResponse`](crate::FailureResponse) of an error with
+    /// [`Error::is_body_timeout`](crate::Error::is_body_timeout)) and the
+    /// instance is released; a body the guest did not read fails the same
+    /// way in the next handler. A client that trickles a body therefore
+    /// never holds an instance forever. Uses tokio's timer, as
+    /// [`pool_wait`](Self::pool_wait) does. Default: 30 s.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 

@@ -40,6 +40,7 @@ impl Loaded {
             log_level: options.log_level,
             allowed: options.features,
             body_limit: options.body_limit,
+            body_timeout: options.body_timeout,
             header_limit: options.header_limit,
             env: options.env.clone(),
             deadline: options.deadline,
@@ -80,6 +81,10 @@ impl Loaded {
     /// The most bytes of one body buffered for the guest.
     pub(crate) fn body_limit(&self) -> usize {
         self.shared.body_limit
+    }
+
+    pub(crate) fn body_timeout(&self) -> Duration {
+        self.shared.body_timeout
     }
 }
 

@@ -1,6 +1,7 @@
 //! The tower `Service`: one guest exchange per request.
 
 use crate::body::{BoxError, RequestBody, ResponseBody};
+use crate::body_timeout::{IdleTimeout, is_timed_out};
 use crate::future::ResponseFuture;
 use crate::host::body::{PREFETCH_LIMIT, blocking_reads};
 use crate::host::exchange::{Framing, set_content_length};
@@ -135,6 +136,13 @@ enum CollectError<E> {
     TooLarge(usize),
 }
 
+/// The error of a client's request body that failed while the host
+/// collected it: a timeout, or anything else the client's side did.
+fn client_body_error(e: BoxError) -> Error {
+    let kind = if is_timed_out(&*e) { crate::error::Kind::BodyTimeout } else { crate::error::Kind::Body };
+    Error::new(kind, "request body failed").with_source(e)
+}
+
 /// The request head as the client sent it, kept to skip a failed filter.
 struct Original {
     method: http::Method,
@@ -174,8 +182,8 @@ impl<F: FailureResponse> Run<F> {
         self.plugin.counters().failure(stage, &error);
         let response = self.on_failure.response(&error);
         let (plugin, status) = (self.plugin.name(), response.status().as_u16());
-        if error.is_body() {
-            // The client's side: a body that broke off (often a client gone).
+        if error.is_body() || error.is_body_timeout() {
+            // The client's side: a body that broke off or stalled (often a client gone).
             tracing::info!(target: "http_wasm", plugin, error = %error, status, "request body failed");
         } else if error.is_body_too_large() || error.is_pool_timeout() || error.is_response_body() {
             tracing::warn!(target: "http_wasm", plugin, error = %error, status, "request refused");
@@ -216,13 +224,17 @@ impl<F: FailureResponse> Run<F> {
         let (Some(original), Some(mut ex)) = (original, exchange) else {
             return Ok(self.fail(Stage::Request, Some(&mut lease), error));
         };
+        // Fail open covers the guest's own failures, not the client's body.
+        if error.is_body() || error.is_body_timeout() {
+            return Ok(self.fail(Stage::Request, Some(&mut lease), error));
+        }
         if ex.req_body.consumed {
             tracing::warn!(target: "http_wasm", plugin = self.plugin.name(), "cannot fail open: the guest consumed the request body");
             return Ok(self.fail(Stage::Request, Some(&mut lease), error));
         }
         self.skip(Stage::Request, Some(&mut lease), &error);
         drop(lease);
-        ex.req_body.written = None;
+        ex.restore_request_body();
         let (body, framing) = ex.forward_request_body();
         let mut req = original.into_request(body);
         framing.apply(req.headers_mut());
@@ -249,6 +261,7 @@ impl<F: FailureResponse> Run<F> {
         let features = loaded.module_features;
         let body_limit = loaded.body_limit();
         let (parts, body) = req.into_parts();
+        let body = IdleTimeout::new(body, loaded.body_timeout());
         // A module that buffers requests gets the body collected before it
         // takes an instance: a slow client never holds one.
         let (collected, body) = if !body.is_end_stream() && features.has(Feature::BufferRequest) {
@@ -262,17 +275,15 @@ impl<F: FailureResponse> Run<F> {
                     );
                     return Ok(self.fail(Stage::Body, None, e));
                 }
-                Err(CollectError::Body(e)) => {
-                    let e = Error::new(crate::error::Kind::Body, "request body failed").with_source(e.into());
-                    return Ok(self.fail(Stage::Body, None, e));
-                }
+                Err(CollectError::Body(e)) => return Ok(self.fail(Stage::Body, None, client_body_error(e))),
             }
         } else {
             (None, Some(body))
         };
         let mut lease = match Lease::acquire(loaded).await {
             Ok(l) => l,
-            Err(e) if fail_open => {
+            // A busy pool is not the guest's failure: 503 whatever the policy.
+            Err(e) if fail_open && !e.is_pool_timeout() => {
                 self.skip(Stage::Acquire, None, &e);
                 let body = match (collected, body) {
                     (Some((chunks, trailers)), _) => RequestBody::buffered(chunks, None, trailers),
@@ -343,7 +354,7 @@ impl<F: FailureResponse> Run<F> {
         counters.next_call();
 
         // Hand the request on; keep what the guest may still read of it.
-        let (body, framing) = ex.forward_request_body();
+        let (body, framing) = ex.forward_request();
         let mut fwd = Request::new(body);
         *fwd.method_mut() = ex.request.method.clone();
         *fwd.uri_mut() = if lease.reads_uri() { ex.request.uri.clone() } else { std::mem::take(&mut ex.request.uri) };
@@ -471,16 +482,33 @@ fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
     });
     *res.status_mut() = ex.status;
     *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
-    if let Some(w) = written {
-        Framing::of(w.len() as u64, has_trailers).apply(res.headers_mut());
-    } else if has_trailers {
-        Framing::Unknown.apply(res.headers_mut());
-    }
+    let framing = match written {
+        Some(w) => Framing::of(w.len() as u64, has_trailers),
+        None if has_trailers => Framing::Unknown,
+        None if ex.resp_framing_written => Framing::Length(0),
+        None => Framing::Keep,
+    };
+    frame_response(&ex, framing, res.headers_mut());
     res
 }
 
+/// Applies `framing` to a response's headers. A response that carries no
+/// body keeps the `content-length` it has when it may describe another
+/// representation (HEAD, 304) and loses it when it may not (1xx, 204); none
+/// has `transfer-encoding` once the guest wrote framing headers.
+fn frame_response(ex: &Exchange, framing: Framing, headers: &mut HeaderMap) {
+    if bodiless(ex) && ex.resp_framing_written {
+        headers.remove(http::header::TRANSFER_ENCODING);
+        if ex.status.is_informational() || ex.status == StatusCode::NO_CONTENT {
+            headers.remove(http::header::CONTENT_LENGTH);
+        }
+        return;
+    }
+    framing.apply(headers);
+}
+
 /// The response after `handle_response`.
-fn finish<B>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<B>> {
+fn finish<B: Body>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<B>> {
     let trailers = ex.resp_body.trailers.take();
     let chunked = if trailers.is_some() { Framing::Unknown } else { Framing::Keep };
     let written = ex.resp_body.take_written().filter(|_| !bodiless(&ex));
@@ -492,9 +520,17 @@ fn finish<B>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<
         }
         (None, None) => (ResponseBody::buffered(ex.resp_body.take_chunks(), trailers), chunked),
     };
+    // Framing headers the guest wrote give way to the body's own length.
+    let framing = match framing {
+        Framing::Keep if ex.resp_framing_written => match body.size_hint().exact() {
+            Some(n) => Framing::Length(n),
+            None => Framing::Unknown,
+        },
+        framing => framing,
+    };
     let mut res = Response::new(body);
     *res.status_mut() = ex.status;
     *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
-    framing.apply(res.headers_mut());
+    frame_response(&ex, framing, res.headers_mut());
     res
 }

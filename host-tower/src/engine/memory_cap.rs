@@ -3,7 +3,9 @@
 //! wasmer enforces limits on linear memory and tables through `Tunables`,
 //! whose constructors are `unsafe`. Instead, before compiling for wasmer,
 //! every memory and table the module defines gets a maximum no larger than
-//! the cap (its own maximum if that is lower). A `memory.grow` or
+//! the cap (its own maximum if that is lower; the tables share the table
+//! cap, which is the instance's; a module has at most one memory, see
+//! `host::proposals`). A `memory.grow` or
 //! `table.grow` past it then fails as the wasm specification says: it
 //! returns -1, and the guest's allocator traps or reports the failure. A
 //! module whose initial size is already over a cap fails to instantiate: a
@@ -69,12 +71,15 @@ pub(crate) fn cap_memories_and_tables(wasm: &[u8], limit: usize, elements: u64) 
     Ok(if changed { Cow::Owned(module.finish()) } else { Cow::Borrowed(wasm) })
 }
 
-/// The table section with maxima of at most `elements`, and whether any
-/// was lowered; `None` when a table cannot be re-encoded simply.
+/// The table section with maxima that add up to at most `elements` (the
+/// cap is the instance's, so each of `n` tables gets `elements / n`), and
+/// whether any was lowered; `None` when a table cannot be re-encoded
+/// simply.
 fn capped_tables(
     reader: wasmparser::TableSectionReader<'_>,
     elements: u64,
 ) -> Result<Option<(wasm_encoder::TableSection, bool)>, Error> {
+    let elements = elements / u64::from(reader.count().max(1));
     let mut section = wasm_encoder::TableSection::new();
     let mut lowered = false;
     for table in reader {

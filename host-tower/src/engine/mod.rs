@@ -28,6 +28,7 @@ pub(crate) fn compile(
     if cache_dir.is_some() {
         return Err(Error::new(Kind::Config, "cache_dir needs the `module-cache` feature of tower-http-wasm"));
     }
+    check_proposals(wasm)?;
     Ok(match engine {
         #[cfg(feature = "wasmtime")]
         crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm, cache_dir)?),
@@ -42,6 +43,7 @@ pub(crate) fn compile(
 /// Compiles `wasm` with `engine` (which validates it), then reads its
 /// imports and exports.
 pub(crate) fn shape_of(engine: crate::Engine, wasm: &[u8]) -> Result<Shape, Error> {
+    check_proposals(wasm)?;
     match engine {
         #[cfg(feature = "wasmtime")]
         crate::Engine::Wasmtime => wasmtime::validate(wasm)?,
@@ -49,6 +51,16 @@ pub(crate) fn shape_of(engine: crate::Engine, wasm: &[u8]) -> Result<Shape, Erro
         crate::Engine::Wasmer => wasmer::validate(wasm)?,
     }
     shape(wasm)
+}
+
+/// Refuses a module that needs a WebAssembly proposal guests may not use
+/// (see `host::proposals`), before any engine sees it.
+fn check_proposals(wasm: &[u8]) -> Result<(), Error> {
+    // Text and garbage are left to the engine, which says what is wrong.
+    if !wasm.starts_with(b"\0asm") {
+        return Ok(());
+    }
+    crate::host::proposals::check(wasm).map_err(|e| Error::new(Kind::Compile, "module refused").with_source(e))
 }
 
 /// The imports and exports of `wasm`, a module an engine has accepted.
@@ -87,6 +99,9 @@ pub(crate) fn check_shape(shape: &Shape) -> Result<Checked, Error> {
 pub(crate) fn call_error(phase: &str, host: Option<&HostError>, detail: String) -> Error {
     match host {
         Some(HostError::BodyTooLarge { .. }) => Error::new(Kind::BodyTooLarge, format!("{phase}: {detail}")),
+        Some(HostError::Body(e)) if crate::body_timeout::is_timed_out(&**e) => {
+            Error::new(Kind::BodyTimeout, format!("{phase}: {detail}"))
+        }
         Some(HostError::Body(_)) => Error::new(Kind::Body, format!("{phase}: {detail}")),
         Some(_) => Error::new(Kind::Guest, format!("{phase}: invalid host call: {detail}")),
         None => Error::new(Kind::Guest, format!("{phase} trapped: {detail}")),

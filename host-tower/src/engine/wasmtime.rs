@@ -8,8 +8,7 @@ use http_wasm_abi::MODULE;
 use std::sync::OnceLock;
 use std::time::Duration;
 use wasmtime::{
-    Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
-    TypedFunc, Val, ValType,
+    Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, Val, ValType,
 };
 
 /// What the store of every instance holds.
@@ -17,7 +16,43 @@ struct StoreData {
     host: HostState,
     /// Resolved once after instantiation; looked up by name during a start section.
     memory: Option<Memory>,
-    limits: StoreLimits,
+    limits: InstanceLimits,
+}
+
+/// The memory and table caps of one instance (a store holds one), as a
+/// whole: its one linear memory (multi-memory is refused at load) and the
+/// elements of all its tables together. Growth past a cap traps.
+struct InstanceLimits {
+    memory_cap: usize,
+    table_cap: usize,
+    /// Elements of every table of the instance, as they grew.
+    table_elements: usize,
+}
+
+impl wasmtime::ResourceLimiter for InstanceLimits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            wasmtime::bail!("linear memory of {desired} bytes is over the instance's {}-byte cap", self.memory_cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.table_elements.saturating_sub(current).saturating_add(desired);
+        if total > self.table_cap {
+            wasmtime::bail!("tables of {total} elements are over the instance's {}-element cap", self.table_cap);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
 }
 
 /// How often the shared engine's epoch advances: the granularity of deadlines.
@@ -31,6 +66,9 @@ fn shared_engine() -> Result<&'static Engine, Error> {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         config.epoch_interruption(true);
+        // Guests may use WebAssembly 2.0 and nothing later (`host::proposals`
+        // refuses the rest first; this is the engine's own guard).
+        config.wasm_features(wasmtime::WasmFeatures::all().difference(wasmtime::WasmFeatures::WASM2), false);
         let engine = Engine::new(&config).map_err(|e| e.to_string())?;
         // The engine lives in this static for the whole process, and so does its ticker.
         let ticker = engine.clone();
@@ -192,9 +230,10 @@ impl super::cache::Compiler for Compiler<'_> {
     }
 
     fn load(&self, bytes: &[u8]) -> Result<Module, String> {
-        // SAFETY: `bytes` passed the cache's digest check: they are exactly
-        // what `Module::serialize` wrote for this engine's compatibility hash
-        // (part of the key), in a directory only this user may write to.
+        // SAFETY: `bytes` passed the cache's authentication (an HMAC under a
+        // key only this user can read, over the entry's key and the bytes):
+        // they are exactly what `Module::serialize` wrote for this module and
+        // this engine's compatibility hash (both part of the entry's key).
         #[allow(unsafe_code)]
         let module = unsafe { Module::deserialize(self.0, bytes) };
         module.map_err(|e| format!("{e:#}"))
@@ -236,11 +275,11 @@ impl CompiledModule for WasmtimeModule {
 
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let deadline = ticks(host.shared.deadline);
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(host.shared.memory_limit)
-            .table_elements(usize::try_from(host.shared.table_limit).unwrap_or(usize::MAX))
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = InstanceLimits {
+            memory_cap: host.shared.memory_limit,
+            table_cap: usize::try_from(host.shared.table_limit).unwrap_or(usize::MAX),
+            table_elements: 0,
+        };
         let mut store = Store::new(&self.engine, StoreData { host, memory: None, limits });
         store.limiter(|d| &mut d.limits);
         store.set_epoch_deadline(deadline);

@@ -21,6 +21,14 @@ pub(crate) struct Exchange {
     pub(crate) status_set: bool,
     pub(crate) resp_headers: HeaderMap,
     pub(crate) resp_body: BodyState,
+    /// The request trailers as they were before the guest first wrote to
+    /// them (`None`: it has not), to restore them when the filter is skipped.
+    pub(crate) req_trailers_before: Option<Option<HeaderMap>>,
+    /// The guest wrote `content-length` or `transfer-encoding` of the
+    /// request, or of the response: the host then frames that message by
+    /// the body it actually carries (spec §2.2).
+    pub(crate) req_framing_written: bool,
+    pub(crate) resp_framing_written: bool,
 }
 
 impl Exchange {
@@ -40,11 +48,30 @@ impl Exchange {
             status_set: false,
             resp_headers: HeaderMap::new(),
             resp_body: BodyState::default(),
+            req_trailers_before: None,
+            req_framing_written: false,
+            resp_framing_written: false,
         }
     }
 
     pub(crate) fn has(&self, f: Feature) -> bool {
         self.features.has(f)
+    }
+
+    /// Of `features`, those that can still take effect if enabled now
+    /// (spec §4.1): none after next, since the request has gone to the next
+    /// handler and the response is already buffered or streaming; and not
+    /// `buffer_request` once the guest has read request bytes without
+    /// keeping them. The others are not enabled, and `enable_features`
+    /// returns the set without them.
+    pub(crate) fn still_effective(&self, features: Features) -> Features {
+        match self.phase {
+            Phase::Response => Features::NONE,
+            Phase::Request if self.req_body.consumed => {
+                features.into_iter().filter(|&f| f != Feature::BufferRequest).collect()
+            }
+            Phase::Request => features,
+        }
     }
 
     /// The header map of `kind` for reading; `None` for trailers that are
@@ -77,6 +104,9 @@ impl Exchange {
             self.check_request_write()?;
         } else {
             self.check_response_write()?;
+        }
+        if kind == HeaderKind::RequestTrailers && self.req_trailers_before.is_none() {
+            self.req_trailers_before = Some(self.req_body.trailers.clone());
         }
         Ok(match kind {
             HeaderKind::Request => &mut self.request.headers,
@@ -153,7 +183,34 @@ impl Framing {
     }
 }
 
+/// Whether `name` is a framing header of HTTP/1.1 messages.
+pub(crate) fn is_framing(name: &http::HeaderName) -> bool {
+    name == CONTENT_LENGTH || name == TRANSFER_ENCODING
+}
+
 impl Exchange {
+    /// Notes that the guest wrote header `name` of `kind`: framing headers
+    /// it wrote are replaced by the host's when the message leaves.
+    pub(crate) fn wrote_header(&mut self, kind: HeaderKind, name: &http::HeaderName) {
+        if is_framing(name) {
+            match kind {
+                HeaderKind::Request => self.req_framing_written = true,
+                HeaderKind::Response => self.resp_framing_written = true,
+                HeaderKind::RequestTrailers | HeaderKind::ResponseTrailers => {}
+            }
+        }
+    }
+
+    /// Undoes what the guest did to the request body and its trailers, to
+    /// hand the client's request on when the filter is skipped. Bytes the
+    /// guest read are still there (it may only fail open when it kept them).
+    pub(crate) fn restore_request_body(&mut self) {
+        self.req_body.written = None;
+        if let Some(before) = self.req_trailers_before.take() {
+            self.req_body.trailers = before;
+        }
+    }
+
     /// Takes the request's body for the next handler, with its framing.
     pub(crate) fn forward_request_body(&mut self) -> (crate::body::RequestBody, Framing) {
         use crate::body::RequestBody;
@@ -178,5 +235,21 @@ impl Exchange {
         let trailers = body.trailers.take();
         let rest = body.source.take();
         (RequestBody::buffered(chunks, rest, trailers), framing)
+    }
+
+    /// The request body for the next handler, framed by what it carries
+    /// whatever framing headers the guest wrote.
+    pub(crate) fn forward_request(&mut self) -> (crate::body::RequestBody, Framing) {
+        let (body, framing) = self.forward_request_body();
+        if !self.req_framing_written || framing != Framing::Keep {
+            return (body, framing);
+        }
+        // An empty request goes without `content-length` (a GET with
+        // `content-length: 0` is legal but unusual).
+        let framing = match http_body::Body::size_hint(&body).exact() {
+            Some(n) if n > 0 => Framing::Length(n),
+            _ => Framing::Unknown,
+        };
+        (body, framing)
     }
 }

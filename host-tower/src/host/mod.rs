@@ -8,7 +8,9 @@ pub(crate) mod abi_check;
 pub(crate) mod body;
 mod error;
 pub(crate) mod exchange;
+mod log_line;
 mod memory;
+pub(crate) mod proposals;
 pub(crate) mod reach;
 pub(crate) mod wasi;
 
@@ -38,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) allowed: Features,
     /// The most bytes of one body buffered for the guest.
     pub(crate) body_limit: usize,
+    /// How long the request body may go without data.
+    pub(crate) body_timeout: std::time::Duration,
     /// The most bytes of header names and values in one header map the guest writes.
     pub(crate) header_limit: usize,
     /// WASI environment variables, `KEY=VALUE`.
@@ -124,7 +128,7 @@ impl HostState {
         let granted = known.intersection(self.shared.allowed);
         let now = match self.exchange.as_mut() {
             Some(ex) => {
-                ex.features |= granted;
+                ex.features |= ex.still_effective(granted);
                 ex.features
             }
             None => {
@@ -153,8 +157,12 @@ impl HostState {
         if self.log_enabled(level) == 0 {
             return;
         }
-        let Ok(bytes) = mem.read(ptr, len) else { return };
-        let msg = String::from_utf8_lossy(&bytes);
+        // Only what reaches the log is copied out of the guest.
+        if mem.check(ptr, len).is_err() {
+            return;
+        }
+        let Ok(bytes) = mem.read(ptr, len.min(log_line::LOG_LINE_LIMIT as u32)) else { return };
+        let msg = log_line::log_line(&bytes, len as usize);
         let plugin = &*self.shared.name;
         match LogLevel::try_from(level) {
             Ok(LogLevel::Debug) => tracing::debug!(target: "http_wasm::guest", plugin, "{msg}"),
@@ -226,7 +234,9 @@ impl HostState {
             None => None,
         };
         let limit = self.shared.header_limit;
-        let map = self.ex(func)?.headers_mut(kind)?;
+        let ex = self.ex(func)?;
+        ex.wrote_header(kind, &name);
+        let map = ex.headers_mut(kind)?;
         match value {
             None => {
                 map.remove(&name);
@@ -299,7 +309,7 @@ impl HostState {
             }
         };
         // Guard the range before consuming anything from the body.
-        mem.read(buf, limit)?;
+        mem.check(buf, limit)?;
         let (eof, len) = body.read(limit, keep, body_limit, |at, bytes| mem.write(buf + at, bytes))?;
         Ok(EofLen { eof, len }.encode())
     }

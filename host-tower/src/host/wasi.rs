@@ -3,9 +3,13 @@
 //! Our own rather than the engines' WASI crates, so that a guest sees the
 //! same thing on wasmtime and on wasmer: no file system, no preopened
 //! directories, no arguments, the environment only as configured, stdout and
-//! stderr sent to `tracing`, real clocks and randomness. Any other WASI
+//! stderr sent to `tracing` (escaped and cut to one log line each, see
+//! `host::log_line`), real clocks and randomness. Every pointer and length
+//! is checked against the guest's memory before the host reads, writes or
+//! allocates anything for it. Any other WASI
 //! function a module imports is reported at load time, by name.
 
+use super::log_line::{LOG_LINE_LIMIT, log_line};
 use super::{GuestMemory, HostError, HostState};
 use http_wasm_abi::ValType::{self, I32, I64};
 
@@ -17,6 +21,13 @@ const EBADF: i32 = 8;
 const EINVAL: i32 = 28;
 const ENOTSUP: i32 = 58;
 const ESPIPE: i32 = 70;
+
+/// The most iovecs one `fd_write` takes (POSIX's usual `IOV_MAX`); more is
+/// `EINVAL`, as on Linux.
+const IOV_MAX: u32 = 1024;
+
+/// How many random bytes `random_get` writes at a time.
+const RANDOM_BLOCK: u32 = 4096;
 
 /// One supported WASI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,12 +115,14 @@ pub(crate) fn call(
         }
         "environ_get" => {
             let (mut ptrs, mut at) = (a(0), a(1));
-            for e in host.shared.env.clone() {
+            for e in &host.shared.env {
+                let oob = HostError::OutOfBounds { ptr: at, len: e.len() as u32 };
+                let end = u32::try_from(e.len()).ok().and_then(|n| at.checked_add(n)).ok_or(oob)?;
                 put_u32(mem, ptrs, at)?;
-                mem.write(at, &e)?;
-                mem.write(at + e.len() as u32, &[0])?;
-                ptrs += 4;
-                at += e.len() as u32 + 1;
+                mem.write(at, e)?;
+                mem.write(end, &[0])?;
+                ptrs = ptrs.checked_add(4).ok_or(HostError::OutOfBounds { ptr: ptrs, len: 4 })?;
+                at = end.checked_add(1).ok_or(HostError::OutOfBounds { ptr: end, len: 1 })?;
             }
             ESUCCESS
         }
@@ -155,17 +168,25 @@ pub(crate) fn call(
                 return Ok(Some(EBADF as i64));
             }
             let (iovs, n) = (a(1), a(2));
-            let mut text = Vec::new();
-            for i in 0..n {
-                let base = iovs
-                    .checked_add(i.checked_mul(8).ok_or(HostError::OutOfBounds { ptr: iovs, len: n })?)
-                    .ok_or(HostError::OutOfBounds { ptr: iovs, len: n })?;
-                let (ptr, len) = (u32_at(mem, base)?, u32_at(mem, base + 4)?);
-                text.extend_from_slice(&mem.read(ptr, len)?);
+            if n > IOV_MAX {
+                return Ok(Some(EINVAL as i64));
             }
-            put_u32(mem, a(3), text.len() as u32)?;
-            let msg = String::from_utf8_lossy(&text);
-            let msg = msg.trim_end_matches('\n');
+            mem.check(iovs, n * 8)?;
+            // Every iovec is checked and counted; only the first
+            // LOG_LINE_LIMIT bytes are copied out, for the log line.
+            let (mut text, mut total) = (Vec::new(), 0u64);
+            for i in 0..n {
+                let (ptr, len) = (u32_at(mem, iovs + i * 8)?, u32_at(mem, iovs + i * 8 + 4)?);
+                mem.check(ptr, len)?;
+                total += len as u64;
+                let room = (LOG_LINE_LIMIT - text.len()) as u32;
+                if room > 0 && len > 0 {
+                    text.extend_from_slice(&mem.read(ptr, len.min(room))?);
+                }
+            }
+            let written = u32::try_from(total).map_err(|_| HostError::TooLong)?;
+            put_u32(mem, a(3), written)?;
+            let msg = log_line(&text, total as usize);
             let plugin = &*host.shared.name;
             if fd == 1 {
                 tracing::info!(target: "http_wasm::guest::stdout", plugin, "{msg}");
@@ -177,12 +198,18 @@ pub(crate) fn call(
         "poll_oneoff" => ENOTSUP,
         "proc_exit" => return Err(HostError::Exit(args[0] as i32)),
         "random_get" => {
-            let mut bytes = vec![0u8; a(1) as usize];
-            if getrandom::fill(&mut bytes).is_err() {
-                return Ok(Some(ENOTSUP as i64));
+            let (ptr, len) = (a(0), a(1));
+            mem.check(ptr, len)?;
+            // Filled in place, a block at a time: nothing is allocated in
+            // proportion to the length the guest asks for.
+            let mut failed = false;
+            let mut at = 0;
+            while at < len {
+                let n = (len - at).min(RANDOM_BLOCK);
+                mem.write_with(ptr + at, n, &mut |dst| failed |= getrandom::fill(dst).is_err())?;
+                at += n;
             }
-            mem.write(a(0), &bytes)?;
-            ESUCCESS
+            if failed { ENOTSUP } else { ESUCCESS }
         }
         "sched_yield" => ESUCCESS,
         _ => ENOTSUP,
