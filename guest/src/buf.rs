@@ -24,7 +24,7 @@ std::thread_local! {
 
 /// Reads the value into a heap buffer of exactly its length. `len` is the
 /// length the host last reported (0 to probe first).
-fn read_heap(getter: Getter<'_>, mut len: u32) -> (Vec<u8>, CountLen) {
+pub(crate) fn read_heap(getter: Getter<'_>, mut len: u32) -> (Vec<u8>, CountLen) {
     loop {
         let mut buf = vec![0u8; len as usize];
         let cl = getter.call(&mut buf);

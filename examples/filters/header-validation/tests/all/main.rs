@@ -2,6 +2,8 @@
 
 use tower_http_wasm::testing::TestHost;
 
+mod size;
+
 fn hosts(config: &str) -> Vec<TestHost> {
     let builds =
         http_wasm_guest_build::build_all("http-wasm-example-header-validation").unwrap_or_else(|e| panic!("{e}"));
