@@ -19,6 +19,7 @@ mod conformance;
 mod embedded;
 mod examples;
 mod inspect;
+mod new;
 mod serve;
 mod serve_cmd;
 
@@ -45,6 +46,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write the example filters' modules (router, header-validation, harden) to a directory.
     BuildExamples(examples::BuildExamplesArgs),
+    /// Write a new filter crate (SDK dependency, size-tuned release profile, a `TestHost` test).
+    New(new::NewArgs),
     /// The conformance suite: its backend, its runner and its guest.
     Conformance {
         #[command(subcommand)]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             }
             Command::Inspect(args) => inspect::run(args),
             Command::BuildExamples(args) => examples::run(args),
+            Command::New(args) => new::run(args),
             Command::Conformance { command } => conformance::run(command).await,
         }
     });

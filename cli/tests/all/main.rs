@@ -10,6 +10,7 @@ mod hostile;
 mod inspect;
 mod metrics;
 mod model;
+mod new_filter;
 mod net;
 mod policies;
 mod process;
