@@ -302,8 +302,18 @@ impl<F: FailureResponse> Run<F> {
             (None, None) => BodyState::default(),
             (None, Some(body)) if body.is_end_stream() => BodyState::default(),
             (None, Some(body)) => {
-                let mut state = BodyState::streaming(box_body(body));
-                if let Err(e) = state.prefetch(PREFETCH_LIMIT) {
+                let declared = body.size_hint().exact();
+                let mut state = BodyState::streaming(box_body(body), declared);
+                let mut prefetched = state.prefetch(PREFETCH_LIMIT);
+                if matches!(prefetched, Ok(false)) && state.held < PREFETCH_LIMIT {
+                    // One turn of the executor, then what has come since:
+                    // hyper decodes an HTTP/1 body in the task that polls
+                    // this future, so the end of a body already received
+                    // (a terminating chunk) shows only after it ran.
+                    tokio::task::yield_now().await;
+                    prefetched = state.prefetch(PREFETCH_LIMIT);
+                }
+                if let Err(e) = prefetched {
                     let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
                     return Ok(self.fail(Stage::Body, None, e));
                 }

@@ -342,3 +342,121 @@ pub fn wat_imports() -> String {
         })
         .collect()
 }
+
+/// Stamps out one test per engine of this build, each with the engine in
+/// its name, so one engine's failure never hides the other's and `cargo test
+/// wasmer` runs the wasmer half.
+///
+/// `per_engine! { #[test] fn name(engine) { ... } }` becomes a module
+/// `name` with the tests `name::wasmtime` and `name::wasmer`, each running
+/// the body with `engine` bound to that [`Engine`](crate::Engine). Any
+/// attributes are kept (`#[tokio::test]` with `async fn`, `#[ignore]`...),
+/// and so is a return type. The body sees the enclosing module's items
+/// (`use super::*`). An engine missing from this build gets no test.
+///
+/// ```
+/// tower_http_wasm::per_engine! {
+///     #[test]
+///     fn loads_a_noop_guest(engine) {
+///         let wasm = wat::parse_str(r#"(module (memory (export "memory") 1)
+///             (func (export "handle_request") (result i64) (i64.const 1))
+///             (func (export "handle_response") (param i32 i32)))"#).unwrap();
+///         tower_http_wasm::Plugin::builder().engine(engine).build(&wasm).unwrap();
+///     }
+/// }
+/// ```
+#[allow(clippy::test_attr_in_doctest)]
+#[macro_export]
+macro_rules! per_engine {
+    () => {};
+    (
+        $(#[$attr:meta])*
+        async fn $name:ident($engine:ident) $(-> $ret:ty)? $body:block
+        $($rest:tt)*
+    ) => {
+        #[allow(non_snake_case)]
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__per_engine_wasmtime! {
+                $(#[$attr])*
+                async fn wasmtime() $(-> $ret)? {
+                    #[allow(unused_variables)]
+                    let $engine = $crate::testing::__engine("wasmtime");
+                    $body
+                }
+            }
+            $crate::__per_engine_wasmer! {
+                $(#[$attr])*
+                async fn wasmer() $(-> $ret)? {
+                    #[allow(unused_variables)]
+                    let $engine = $crate::testing::__engine("wasmer");
+                    $body
+                }
+            }
+        }
+        $crate::per_engine! { $($rest)* }
+    };
+    (
+        $(#[$attr:meta])*
+        fn $name:ident($engine:ident) $(-> $ret:ty)? $body:block
+        $($rest:tt)*
+    ) => {
+        #[allow(non_snake_case)]
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__per_engine_wasmtime! {
+                $(#[$attr])*
+                fn wasmtime() $(-> $ret)? {
+                    #[allow(unused_variables)]
+                    let $engine = $crate::testing::__engine("wasmtime");
+                    $body
+                }
+            }
+            $crate::__per_engine_wasmer! {
+                $(#[$attr])*
+                fn wasmer() $(-> $ret)? {
+                    #[allow(unused_variables)]
+                    let $engine = $crate::testing::__engine("wasmer");
+                    $body
+                }
+            }
+        }
+        $crate::per_engine! { $($rest)* }
+    };
+}
+
+/// The engine named so, for [`per_engine!`]; not part of the API.
+#[doc(hidden)]
+pub fn __engine(name: &str) -> crate::Engine {
+    crate::Engine::from_name(name).expect("per_engine! stamps out only engines of this build")
+}
+
+#[cfg(feature = "wasmtime")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __per_engine_wasmtime {
+    ($($item:tt)*) => { $($item)* };
+}
+
+#[cfg(not(feature = "wasmtime"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __per_engine_wasmtime {
+    ($($item:tt)*) => {};
+}
+
+#[cfg(feature = "wasmer")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __per_engine_wasmer {
+    ($($item:tt)*) => { $($item)* };
+}
+
+#[cfg(not(feature = "wasmer"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __per_engine_wasmer {
+    ($($item:tt)*) => {};
+}

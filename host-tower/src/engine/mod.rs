@@ -10,6 +10,8 @@ pub(crate) mod cache;
 #[cfg(feature = "wasmer")]
 mod memory_cap;
 #[cfg(feature = "wasmer")]
+mod start_section;
+#[cfg(feature = "wasmer")]
 pub(crate) mod wasmer;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;

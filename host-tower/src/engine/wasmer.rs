@@ -40,6 +40,8 @@ pub(crate) struct WasmerModule {
     engine: Engine,
     module: Module,
     checked: Checked,
+    /// The export the module's start section became (see `start_section`).
+    start_section: Option<String>,
 }
 
 fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
@@ -93,13 +95,14 @@ impl super::cache::Compiler for Compiler<'_> {
 impl WasmerModule {
     pub(crate) fn compile(wasm: &[u8], cache_dir: Option<&std::path::Path>) -> Result<WasmerModule, Error> {
         let engine = Engine::from(wasmer::sys::Cranelift::default());
+        let (deferred, start_section) = super::start_section::defer_start(wasm)?;
         let module = match cache_dir {
             #[cfg(feature = "module-cache")]
-            Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), wasm)?,
-            _ => compile_module(&engine, wasm)?,
+            Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), &deferred)?,
+            _ => compile_module(&engine, &deferred)?,
         };
         let checked = check_shape(&super::shape(wasm)?)?;
-        Ok(WasmerModule { engine, module, checked })
+        Ok(WasmerModule { engine, module, checked, start_section })
     }
 }
 
@@ -270,8 +273,7 @@ impl CompiledModule for WasmerModule {
         let (stop_tx, stop_rx) = mpsc::sync_channel::<Interrupter>(1);
         let deadline = host.shared.deadline;
         let shared = host.shared.clone();
-        let module =
-            WasmerModule { engine: self.engine.clone(), module: self.module.clone(), checked: self.checked.clone() };
+        let module = self.clone();
         std::thread::Builder::new()
             .name(format!("wasmer-{}", shared.name))
             .spawn(move || {
@@ -435,6 +437,14 @@ impl WasmerModule {
             .map_err(|_| Error::new(Kind::Abi, "export memory: missing"))?
             .clone();
         env.as_mut(&mut store).memory = Some(memory);
+        // The start section, now that host functions reach the memory.
+        if let Some(name) = &self.start_section {
+            let f: TypedFunction<(), ()> = instance
+                .exports
+                .get_typed_function(&store, name)
+                .map_err(|e| start_error("the start function", e.to_string()))?;
+            f.call(&mut store).map_err(|e| start_error("the start function", e.message()))?;
+        }
         if let Some(name) = self.checked.start_export() {
             let f: TypedFunction<(), ()> =
                 instance.exports.get_typed_function(&store, name).map_err(|e| start_error(name, e.to_string()))?;

@@ -17,6 +17,17 @@
 //!   blocking `block_in_place` on the runtime thread would deadlock HTTP/1.
 //! * A read that would wait anywhere else fails with a guest error rather
 //!   than block a runtime thread.
+//!
+//! # When a read reports EOF
+//!
+//! With the last bytes whenever the end is known without waiting: the
+//! source says it is at its end (`Body::is_end_stream`: an HTTP/1 body that
+//! reached its `content-length`, an HTTP/2 stream whose `END_STREAM` was
+//! received), the bytes the source declared up front (its exact size hint)
+//! have all arrived, or a poll that cannot wait finds the end (or the
+//! trailers) already there, as for an HTTP/1 terminating chunk. Otherwise
+//! the read returns what it has and a later read reports EOF alone: a read
+//! never waits only to learn that nothing more comes.
 
 use super::HostError;
 use bytes::{Bytes, BytesMut};
@@ -58,6 +69,10 @@ pub(crate) struct BodyState {
     pub(crate) written: Option<(Phase, BytesMut)>,
     /// Bytes held in `read` and `unread`, for the buffer limit.
     pub(crate) held: usize,
+    /// Data bytes received from the source so far.
+    received: u64,
+    /// The data length the source declared before its first frame.
+    declared: Option<u64>,
 }
 
 impl std::fmt::Debug for BodyState {
@@ -71,9 +86,10 @@ impl std::fmt::Debug for BodyState {
 }
 
 impl BodyState {
-    /// A body still to be received.
-    pub(crate) fn streaming(source: BoxBody) -> BodyState {
-        BodyState { source: Some(source), ..BodyState::default() }
+    /// A body still to be received, of `declared` data bytes if its
+    /// length is known (its exact size hint, taken before boxing it).
+    pub(crate) fn streaming(source: BoxBody, declared: Option<u64>) -> BodyState {
+        BodyState { source: Some(source), declared, ..BodyState::default() }
     }
 
     /// A body received in full.
@@ -122,6 +138,7 @@ impl BodyState {
                     return Err(HostError::BodyTooLarge { limit });
                 }
                 self.held += data.len();
+                self.received += data.len() as u64;
                 if !data.is_empty() {
                     self.unread.push_back(data);
                 }
@@ -167,9 +184,41 @@ impl BodyState {
         Ok(self.source.is_none())
     }
 
+    /// True when every byte the source declared has arrived (trailers may
+    /// still follow on HTTP/2).
+    fn declared_received(&self) -> bool {
+        self.declared.is_some_and(|n| self.received >= n)
+    }
+
     /// True when no more bytes will come.
     fn at_end(&self) -> bool {
-        self.unread.is_empty() && self.source.as_ref().is_none_or(|s| s.is_end_stream())
+        self.unread.is_empty() && (self.declared_received() || self.source.as_ref().is_none_or(|s| s.is_end_stream()))
+    }
+
+    /// Takes what the source already has, without waiting, until a data
+    /// frame or the end: so that a read that emptied `unread` can tell
+    /// whether the body ended. As in [`Self::prefetch`], a frame taken here
+    /// is held even past the buffer limit (it is already in memory); the
+    /// next pull enforces the limit.
+    fn peek(&mut self) -> Result<(), HostError> {
+        let mut cx = Context::from_waker(Waker::noop());
+        while self.unread.is_empty() && !self.declared_received() {
+            let Some(source) = self.source.as_mut() else { return Ok(()) };
+            if source.is_end_stream() {
+                self.source = None;
+                return Ok(());
+            }
+            match std::pin::Pin::new(&mut *source).poll_frame(&mut cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(None) => self.source = None,
+                Poll::Ready(Some(Err(e))) => {
+                    self.source = None;
+                    return Err(HostError::Body(e));
+                }
+                Poll::Ready(Some(Ok(frame))) => self.accept(frame, None)?,
+            }
+        }
+        Ok(())
     }
 
     /// Reads up to `limit` bytes through `fill`, which receives the bytes to
@@ -182,7 +231,7 @@ impl BodyState {
         mut fill: impl FnMut(u32, &[u8]) -> Result<(), HostError>,
     ) -> Result<(bool, u32), HostError> {
         while self.unread.is_empty() {
-            if !self.pull(keep, buffer_limit)? {
+            if self.declared_received() || !self.pull(keep, buffer_limit)? {
                 return Ok((true, 0));
             }
         }
@@ -202,6 +251,9 @@ impl BodyState {
                 self.held -= piece.len();
                 self.consumed = true;
             }
+        }
+        if self.unread.is_empty() {
+            self.peek()?;
         }
         Ok((self.at_end(), done))
     }
