@@ -83,9 +83,10 @@ impl super::cache::Compiler for Compiler<'_> {
     }
 
     fn load(&self, bytes: &[u8]) -> Result<Module, String> {
-        // SAFETY: `bytes` passed the cache's digest check: they are exactly
-        // what `Module::serialize` wrote for this wasmer version and engine
-        // (part of the key), in a directory only this user may write to.
+        // SAFETY: `bytes` passed the cache's authentication (an HMAC under a
+        // key only this user can read, over the entry's key and the bytes):
+        // they are exactly what `Module::serialize` wrote for this module,
+        // wasmer version and engine (all part of the entry's key).
         #[allow(unsafe_code)]
         let module = unsafe { Module::deserialize(self.0, bytes.to_vec()) };
         module.map_err(|e| e.to_string())

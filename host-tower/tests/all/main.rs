@@ -4,6 +4,7 @@
 mod abi;
 mod arbitrary_calls;
 mod bodies;
+mod cache;
 mod concurrency;
 mod failures;
 mod harness;

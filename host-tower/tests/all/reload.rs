@@ -1,4 +1,4 @@
-//! Replacing a plugin's module at run time, and the compiled-module cache.
+//! Replacing a plugin's module at run time.
 
 use crate::harness::*;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use tower_http_wasm::HttpWasmLayer;
 /// Sets `x-version: <version>` on the response in `handle_response` (with
 /// `buffer_response`, which makes response headers writable there), so the
 /// header shows which module finished the request.
-fn versioned(version: char) -> Vec<u8> {
+pub fn versioned(version: char) -> Vec<u8> {
     module(&format!(
         r#"(data (i32.const 0) "x-version")
   (data (i32.const 16) "{version}")
@@ -112,107 +112,4 @@ async fn a_reload_whose_start_fails_keeps_the_old_module() {
         assert_eq!((got.status, got.header("x-version")), (200, "a"), "[{engine}]");
         assert_eq!(plugin.metrics().reload_failures, 2, "[{engine}]");
     }
-}
-
-#[cfg(feature = "module-cache")]
-mod cache {
-    use super::*;
-
-    fn cache_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("http-wasm-cache-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        v.sort();
-        v
-    }
-
-    #[tokio::test]
-    async fn a_cached_module_serves_like_a_compiled_one() {
-        for &engine in engines() {
-            let dir = cache_dir(&format!("serve-{engine}"));
-            let wasm = versioned('c');
-            let cold = builder(engine).cache_dir(&dir).build(&wasm).unwrap();
-            let written = files(&dir);
-            assert_eq!(written.len(), 1, "[{engine}] one entry: {written:?}");
-            let stamp = std::fs::metadata(&written[0]).unwrap().modified().unwrap();
-            let warm = builder(engine).cache_dir(&dir).build(&wasm).unwrap();
-            assert_eq!(
-                std::fs::metadata(&written[0]).unwrap().modified().unwrap(),
-                stamp,
-                "[{engine}] read, not rewritten"
-            );
-            for plugin in [cold, warm] {
-                let got = send(&plugin, get("/")).await;
-                assert_eq!((got.status, got.header("x-version")), (200, "c"), "[{engine}]");
-            }
-            // Another module is another entry.
-            builder(engine).cache_dir(&dir).build(versioned('d')).unwrap();
-            assert_eq!(files(&dir).len(), 2, "[{engine}]");
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_truncated_or_altered_cache_file_is_recompiled_not_loaded() {
-        for &engine in engines() {
-            let dir = cache_dir(&format!("damage-{engine}"));
-            let wasm = versioned('e');
-            builder(engine).cache_dir(&dir).build(&wasm).unwrap();
-            let file = files(&dir).remove(0);
-            let good = std::fs::read(&file).unwrap();
-            let damages: [(&str, Vec<u8>); 4] = [
-                ("truncated", good[..good.len() / 2].to_vec()),
-                ("empty", Vec::new()),
-                ("one bit flipped in the code", {
-                    let mut b = good.clone();
-                    let at = b.len() - 100;
-                    b[at] ^= 1;
-                    b
-                }),
-                ("magic changed", {
-                    let mut b = good.clone();
-                    b[0] = b'X';
-                    b
-                }),
-            ];
-            for (what, bytes) in damages {
-                std::fs::write(&file, &bytes).unwrap();
-                let plugin = builder(engine).cache_dir(&dir).build(&wasm).unwrap();
-                let got = send(&plugin, get("/")).await;
-                assert_eq!((got.status, got.header("x-version")), (200, "e"), "[{engine}] {what}");
-                assert_eq!(std::fs::read(&file).unwrap(), good, "[{engine}] {what}: the entry was rewritten whole");
-            }
-            // An intact entry of another module under this module's name is refused too.
-            builder(engine).cache_dir(&dir).build(versioned('f')).unwrap();
-            let other = files(&dir).into_iter().find(|p| *p != file).unwrap();
-            std::fs::copy(&other, &file).unwrap();
-            let got = send(&builder(engine).cache_dir(&dir).build(&wasm).unwrap(), get("/")).await;
-            assert_eq!(got.header("x-version"), "e", "[{engine}] renamed entry");
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-
-    #[cfg(unix)]
-    #[tokio::test]
-    async fn a_directory_others_may_write_to_is_not_used() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = cache_dir("shared");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let plugin = builder(engines()[0]).cache_dir(&dir).build(versioned('g')).unwrap();
-        assert_eq!(send(&plugin, get("/")).await.header("x-version"), "g");
-        assert!(files(&dir).is_empty(), "nothing written to a world-writable directory");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-#[cfg(not(feature = "module-cache"))]
-#[test]
-fn cache_dir_without_the_feature_is_a_config_error() {
-    let err = builder(engines()[0]).cache_dir("/tmp").build(versioned('h')).unwrap_err();
-    assert!(err.is_config(), "{err}");
 }
