@@ -78,6 +78,7 @@ mod plugin;
 mod pool;
 mod service;
 pub mod testing;
+pub mod units;
 
 pub use body::{BoxError, RequestBody, ResponseBody};
 pub use error::Error;
