@@ -7,7 +7,9 @@
 //!                 [--filter FILE [--config STRING | --config-file FILE]]... | [--dapr DIR_OR_FILE]...
 //!                 [--engine wasmtime|wasmer] [--isolation reuse|per-request|recycle-after:N]
 //!                 [--failure-policy closed|open] [--cache-dir DIR] [--watch-interval DURATION|off]
-//!                 [--admin ADDR]
+//!                 [--pool-size N] [--pool-wait DURATION] [--deadline DURATION] [--memory-limit SIZE]
+//!                 [--table-limit N] [--body-limit SIZE] [--header-limit SIZE] [--body-timeout DURATION]
+//!                 [--guest-log-level LEVEL] [--features FEATURES] [--drain-timeout DURATION] [--admin ADDR]
 //! http-wasm inspect FILE [--engine wasmtime|wasmer]
 //! http-wasm build-examples --out DIR
 //! http-wasm conformance backend [--listen ADDR]
@@ -55,12 +57,9 @@ enum Command {
     },
 }
 
-/// The engine named `name`.
+/// The engine named `name` (parsed by the library's `FromStr`).
 pub fn engine(name: &str) -> Result<Engine, String> {
-    Engine::ALL.iter().copied().find(|e| e.name() == name).ok_or_else(|| {
-        let known: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
-        format!("unknown engine {name:?} (this build has: {})", known.join(", "))
-    })
+    name.parse().map_err(|e: tower_http_wasm::units::ParseError| e.to_string())
 }
 
 fn main() -> ExitCode {

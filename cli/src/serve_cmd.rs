@@ -4,6 +4,7 @@ use crate::embedded::EXAMPLES;
 use crate::serve::forwarded::Forwarded;
 use crate::serve::pipeline::{self, FilterSpec, Options, Pipeline};
 use crate::serve::proxy::{Next, Upstream};
+use crate::serve::settings::{self, Settings, positive};
 use crate::serve::{self, Gateway, dapr};
 use bytes::Bytes;
 use clap::ArgMatches;
@@ -14,29 +15,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_http_wasm::{FailurePolicy, Isolation};
-
-/// A duration: a whole number and a unit, `ms`, `s` or `m` (`500ms`,
-/// `30s`, `2m`); more than zero.
-fn duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a whole number and ms, s or m (e.g. 30s)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
-    };
-    if d.is_zero() { Err(format!("{text:?}: must be more than zero")) } else { Ok(d) }
-}
+use tower_http_wasm::{Engine, FailurePolicy, Features, Isolation, LogLevel};
 
 /// `--watch-interval`: a duration, or `off`.
 #[derive(Clone, Copy, Debug)]
 struct Watch(Option<Duration>);
 
 fn watch(text: &str) -> Result<Watch, String> {
-    if text == "off" { Ok(Watch(None)) } else { duration(text).map(|d| Watch(Some(d))) }
+    if text == "off" { Ok(Watch(None)) } else { positive(text).map(|d| Watch(Some(d))) }
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +42,7 @@ pub struct ServeArgs {
     /// (connecting included) to its response head, before the client gets
     /// 504: `500ms`, `30s`, `2m`. The response body then streams without a
     /// limit. An upstream that cannot be reached, refuses or resets gives 502.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, requires = "upstream")]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive, requires = "upstream")]
     upstream_timeout: Duration,
     /// Send the upstream's own authority as `host`. Default: `host` goes as
     /// the client sent it (or as a filter set it); over HTTP/2 to the
@@ -65,7 +51,7 @@ pub struct ServeArgs {
     rewrite_host: bool,
     /// How long an HTTP/1.1 client may take to send a request head before
     /// the connection is closed: `500ms`, `30s`. Default: 30s.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive)]
     header_timeout: Duration,
     /// The most client connections open at once; further ones wait to be
     /// accepted until one closes. Default: 10000.
@@ -94,16 +80,16 @@ pub struct ServeArgs {
     /// Default: none.
     #[arg(long, value_name = "DIR_OR_FILE", conflicts_with_all = ["filters", "configs", "config_files"])]
     dapr: Vec<PathBuf>,
-    /// The engine running the filters.
-    #[arg(long, default_value = "wasmtime")]
-    engine: String,
+    /// The engine running the filters: `wasmtime` or `wasmer`.
+    #[arg(long, default_value = "wasmtime", value_parser = crate::engine)]
+    engine: Engine,
     /// How requests share a filter's instances: `reuse` (an instance
     /// serves request after request, so guest globals and memory persist
     /// between them, as in the Go host), `per-request` (a fresh instance
     /// for every request), or `recycle-after:N` (an instance is replaced
     /// after N requests). Whatever the policy, an instance that failed is
     /// discarded. A Dapr component's `isolation` metadata overrides it.
-    #[arg(long, value_name = "POLICY", default_value = "reuse", value_parser = pipeline::parse_isolation)]
+    #[arg(long, value_name = "POLICY", default_value = "reuse", value_parser = settings::isolation)]
     isolation: Isolation,
     /// What the client gets when a guest fails (trap, deadline, invalid
     /// host call): `closed` answers 500; `open` skips the filter, sending
@@ -111,8 +97,65 @@ pub struct ServeArgs {
     /// `failed_open`; a failure after part of a body was consumed stays
     /// closed, and a body over the limit is always 413). A Dapr
     /// component's `failurePolicy` metadata overrides it.
-    #[arg(long, value_name = "POLICY", default_value = "closed", value_parser = pipeline::parse_failure_policy)]
+    #[arg(long, value_name = "POLICY", default_value = "closed", value_parser = settings::failure_policy)]
     failure_policy: FailurePolicy,
+    /// The most instances of each filter alive at once, hence the most
+    /// requests a filter handles concurrently; further requests wait for a
+    /// free instance (see --pool-wait). A Dapr component's `poolSize`
+    /// metadata overrides it. Default: 16.
+    #[arg(long, value_name = "N", default_value = "16", value_parser = settings::count)]
+    pool_size: usize,
+    /// How long a request waits for a free filter instance when all are
+    /// busy before it gets 503 with `retry-after`, whatever the failure
+    /// policy (a busy pool is not a guest failure); `0s` does not wait.
+    /// Dapr metadata: `poolWait`. Default: 10s.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = settings::span)]
+    pool_wait: Duration,
+    /// How long a client may send no request body data (between two
+    /// frames, or before the first) while a filter waits for it: then the
+    /// client gets 408 and the filter instance it held is released. Dapr
+    /// metadata: `bodyTimeout`. Default: 30s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = settings::positive)]
+    body_timeout: Duration,
+    /// The longest one guest call (start, `handle_request`,
+    /// `handle_response`) may run; past it the call is stopped and the
+    /// request gets the failure response. Time spent waiting for a body
+    /// does not count. Dapr metadata: `deadline`.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = settings::positive)]
+    deadline: Duration,
+    /// The most linear memory one instance may grow to: `64MiB`, `1GiB`,
+    /// or bytes. A module whose initial memory is larger fails to load.
+    /// Dapr metadata: `memoryLimit`.
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = settings::bytes)]
+    memory_limit: usize,
+    /// The most elements one table of an instance may grow to. Dapr
+    /// metadata: `tableLimit`.
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = settings::elements)]
+    table_limit: u64,
+    /// The most bytes of one body buffered for a guest (`buffer_request`,
+    /// `buffer_response`, bodies a guest writes): a request body past it
+    /// gets 413. Dapr metadata: `bodyLimit`.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = settings::bytes)]
+    body_limit: usize,
+    /// The most bytes (names plus values) one header map may hold after a
+    /// guest wrote to it. Dapr metadata: `headerLimit`.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = settings::bytes)]
+    header_limit: usize,
+    /// The lowest guest log level logged (`debug`, `info`, `warn`,
+    /// `error`, or `none`); guests asking `log_enabled` get the answer by
+    /// it. Dapr metadata: `logLevel`.
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = settings::log_level)]
+    guest_log_level: LogLevel,
+    /// The features a guest may enable: `all`, `none`, or names joined by
+    /// `|` (`buffer_request|buffer_response|trailers`). Dapr metadata:
+    /// `features`.
+    #[arg(long, value_name = "FEATURES", default_value = "all", value_parser = settings::features)]
+    features: Features,
+    /// On SIGTERM (or Ctrl-C) the gateway stops accepting, `/readyz`
+    /// answers 503, and requests in flight get this long to finish before
+    /// the process exits (status 0).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = settings::span)]
+    drain_timeout: Duration,
     /// Keep compiled modules in this directory (created if missing; not
     /// used if other users may write to it), so that a start or reload
     /// with a module seen before skips compiling. Default: none, every
@@ -127,7 +170,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = watch)]
     watch_interval: Watch,
     /// Serve `GET /metrics` (Prometheus text format, one series per
-    /// filter) on this address, e.g. `127.0.0.1:9090`. Default: off.
+    /// filter), `GET /healthz` (200 while the process runs) and `GET
+    /// /readyz` (200 once every filter is loaded and the listener accepts,
+    /// 503 while draining) on this address, e.g. `127.0.0.1:9090`.
+    /// Default: off.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
 }
@@ -166,8 +212,7 @@ fn filters_in_order(args: &ServeArgs, matches: &ArgMatches) -> Result<Vec<Filter
                     path: Some(path),
                     wasm,
                     config: Bytes::new(),
-                    isolation: None,
-                    failure_policy: None,
+                    settings: Settings::default(),
                 };
                 specs.push((spec, false));
             }
@@ -197,8 +242,7 @@ fn dapr_filters(paths: &[PathBuf]) -> Result<Vec<FilterSpec>, String> {
             path: Some(f.path),
             wasm,
             config: f.guest_config.into(),
-            isolation: f.isolation,
-            failure_policy: f.failure_policy,
+            settings: f.settings,
         });
     }
     Ok(specs)
@@ -213,14 +257,13 @@ fn demo_filters() -> Vec<FilterSpec> {
             path: None,
             wasm: e.wasm.to_vec(),
             config: Bytes::from_static(e.demo_config.as_bytes()),
-            isolation: None,
-            failure_policy: None,
+            settings: Settings::default(),
         })
         .collect()
 }
 
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, String> {
-    let engine = crate::engine(&args.engine)?;
+    let engine = args.engine;
     let demo = args.filters.is_empty() && args.dapr.is_empty() && args.upstream.is_none();
     if (!args.configs.is_empty() || !args.config_files.is_empty()) && args.filters.is_empty() {
         return Err("--config and --config-file need a --filter before them".into());
@@ -240,12 +283,21 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     };
     pipeline::unique_names(&mut filters);
     let described: Vec<String> = filters.iter().map(|f| f.name.clone()).collect();
-    let options = Options {
-        engine,
-        isolation: args.isolation,
-        failure_policy: args.failure_policy,
-        cache_dir: args.cache_dir.clone(),
+    let settings = Settings {
+        isolation: Some(args.isolation),
+        failure_policy: Some(args.failure_policy),
+        pool_size: Some(args.pool_size),
+        pool_wait: Some(args.pool_wait),
+        deadline: Some(args.deadline),
+        memory_limit: Some(args.memory_limit),
+        table_limit: Some(args.table_limit),
+        body_limit: Some(args.body_limit),
+        header_limit: Some(args.header_limit),
+        body_timeout: Some(args.body_timeout),
+        log_level: Some(args.guest_log_level),
+        features: Some(args.features),
     };
+    let options = Options { engine, settings, cache_dir: args.cache_dir.clone() };
     let (pipeline, loaded) = Pipeline::build(filters, next.clone(), &options)?;
     let listener = serve::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -260,10 +312,12 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         Next::Upstream(u) => u.url(),
         Next::Echo => "the built-in echo backend".to_string(),
     };
-    // SIGHUP is handled from here on: before "listening" is printed.
+    // SIGHUP and SIGTERM are handled from here on: before "listening" is printed.
     serve::reload::spawn(&loaded, args.watch_interval.0);
+    let stop = serve::stop_signal()?;
+    let health = serve::admin::Health::default();
     let admin = admin.map(|(at, listener)| {
-        serve::admin::spawn(listener, loaded.clone());
+        serve::admin::spawn(listener, loaded.clone(), health.clone());
         at
     });
     let mut out = std::io::stdout().lock();
@@ -286,26 +340,18 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     let _ = out.flush();
     drop(out);
     let gateway = Gateway { pipeline, forwarded: args.forwarded };
-    let limits = serve::Limits { header_timeout: args.header_timeout, max_connections: args.max_connections as usize };
-    serve::serve(listener, gateway, limits, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let limits = serve::Limits {
+        header_timeout: args.header_timeout,
+        max_connections: args.max_connections as usize,
+        drain_timeout: args.drain_timeout,
+    };
+    // Every filter is loaded and the listener is bound: ready until a stop
+    // signal, then not ready while the open requests drain.
+    health.set_ready(true);
+    serve::serve(listener, gateway, limits, async move {
+        stop.await;
+        health.set_ready(false);
     })
     .await;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "s", "30", "1h", "0s", "-1s", "1.5s", "99999999999999999999s"] {
-            assert!(duration(bad).is_err(), "{bad:?}");
-        }
-    }
 }

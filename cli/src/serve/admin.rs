@@ -9,8 +9,13 @@
 //! ```
 //!
 //! Names are `http_wasm_` and the figure's name, counters with `_total`;
-//! the label `filter` is the filter's name in the pipeline. Any other path
-//! is 404, any other method on `/metrics` 405.
+//! the label `filter` is the filter's name in the pipeline.
+//!
+//! For orchestrators (Kubernetes probes): `GET /healthz` is 200 while the
+//! process runs; `GET /readyz` is 200 once every filter is loaded and the
+//! listener accepts, and 503 before that and while draining after SIGTERM.
+//!
+//! Any other path is 404, any other method than `GET` and `HEAD` 405.
 
 use super::pipeline::Loaded;
 use bytes::Bytes;
@@ -21,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http_wasm::MetricKind;
@@ -66,20 +72,46 @@ pub fn render(filters: &[Loaded]) -> String {
     out
 }
 
-fn respond(req: &Request<hyper::body::Incoming>, filters: &[Loaded]) -> Response<Full<Bytes>> {
+/// Whether the gateway takes traffic, for `/readyz`; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    /// Marks the gateway ready (filters loaded, listener accepting) or not
+    /// (starting, draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+fn respond(req: &Request<hyper::body::Incoming>, filters: &[Loaded], health: &Health) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
         let mut res = Response::new(Full::new(Bytes::from(body)));
         *res.status_mut() = status;
         res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         res
     };
-    if req.uri().path() != "/metrics" {
-        return text(StatusCode::NOT_FOUND, "not found: try /metrics\n".into());
+    let path = req.uri().path();
+    if !["/metrics", "/healthz", "/readyz"].contains(&path) {
+        return text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n".into());
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
         res.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return res;
+    }
+    match path {
+        "/healthz" => return text(StatusCode::OK, "ok\n".into()),
+        "/readyz" if health.is_ready() => return text(StatusCode::OK, "ready\n".into()),
+        "/readyz" => return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
+        _ => {}
     }
     let mut res = text(StatusCode::OK, render(filters));
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
@@ -87,7 +119,7 @@ fn respond(req: &Request<hyper::body::Incoming>, filters: &[Loaded]) -> Response
 }
 
 /// Serves the admin endpoints on `listener` until the runtime stops.
-pub fn spawn(listener: TcpListener, filters: Vec<Loaded>) {
+pub fn spawn(listener: TcpListener, filters: Vec<Loaded>, health: Health) {
     let filters: Arc<[Loaded]> = filters.into();
     tokio::spawn(async move {
         loop {
@@ -100,8 +132,9 @@ pub fn spawn(listener: TcpListener, filters: Vec<Loaded>) {
                 }
             };
             let filters = filters.clone();
+            let health = health.clone();
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let res = respond(&req, &filters);
+                let res = respond(&req, &filters, &health);
                 async move { Ok::<_, Infallible>(res) }
             });
             tokio::spawn(async move {

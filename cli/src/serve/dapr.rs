@@ -26,10 +26,12 @@
 //!       type: middleware.http.wasm
 //! ```
 //!
-//! Two metadata fields beyond Dapr's own, for this gateway: `isolation`
-//! (`reuse`, `per-request`, `recycle-after:N`) and `failurePolicy`
-//! (`closed`, `open`); each overrides the `serve` flag of the same meaning
-//! for its component. Other unknown fields are logged and ignored.
+//! Beyond Dapr's own `url` and `guestConfig`, a component may set each
+//! filter setting of this gateway ([`METADATA`]: `isolation`,
+//! `failurePolicy`, `poolSize`, `poolWait`, `deadline`, `memoryLimit`,
+//! `tableLimit`, `bodyLimit`, `headerLimit`, `bodyTimeout`, `logLevel`,
+//! `features`); each overrides the `serve` flag of the same meaning for its
+//! component. Any other field is an error naming the file and the field.
 //!
 //! Rules: a `file://` URL is relative to the working directory unless its
 //! path starts with `/`; `http(s)://` URLs are refused (not supported
@@ -39,9 +41,9 @@
 //! is used alone. Components of other types are ignored unless a handler
 //! names them, which is an error.
 
+use super::settings::{METADATA, Settings};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use tower_http_wasm::{FailurePolicy, Isolation};
 
 /// A filter read from a component.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,10 +56,8 @@ pub struct DaprFilter {
     pub guest_config: String,
     /// The file that defined the component.
     pub file: PathBuf,
-    /// `isolation`, if given.
-    pub isolation: Option<Isolation>,
-    /// `failurePolicy`, if given.
-    pub failure_policy: Option<FailurePolicy>,
+    /// The settings its metadata gives (`isolation`, `poolSize`...).
+    pub settings: Settings,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +66,7 @@ struct Doc {
     #[serde(default)]
     metadata: Meta,
     #[serde(default)]
-    spec: serde_yaml::Value,
+    spec: serde_norway::Value,
 }
 
 #[derive(Default, Deserialize)]
@@ -87,7 +87,7 @@ struct ComponentSpec {
 struct NameValue {
     name: String,
     #[serde(default)]
-    value: serde_yaml::Value,
+    value: serde_norway::Value,
 }
 
 #[derive(Deserialize)]
@@ -137,11 +137,11 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn text(value: &serde_yaml::Value) -> Option<String> {
+fn text(value: &serde_norway::Value) -> Option<String> {
     match value {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_norway::Value::String(s) => Some(s.clone()),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        serde_norway::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -154,16 +154,17 @@ pub fn load(paths: &[PathBuf], cwd: &Path) -> Result<Vec<DaprFilter>, String> {
     for file in files(paths)? {
         let shown = file.display().to_string();
         let source = std::fs::read_to_string(&file).map_err(|e| format!("{shown}: {e}"))?;
-        for (i, de) in serde_yaml::Deserializer::from_str(&source).enumerate() {
-            let value = serde_yaml::Value::deserialize(de).map_err(|e| format!("{shown}: document {}: {e}", i + 1))?;
+        for (i, de) in serde_norway::Deserializer::from_str(&source).enumerate() {
+            let value =
+                serde_norway::Value::deserialize(de).map_err(|e| format!("{shown}: document {}: {e}", i + 1))?;
             if value.is_null() {
                 continue;
             }
-            let doc: Doc = serde_yaml::from_value(value).map_err(|e| format!("{shown}: document {}: {e}", i + 1))?;
+            let doc: Doc = serde_norway::from_value(value).map_err(|e| format!("{shown}: document {}: {e}", i + 1))?;
             match doc.kind.as_deref() {
                 Some("Component") => {
                     let name = doc.metadata.name.ok_or_else(|| format!("{shown}: Component without metadata.name"))?;
-                    let spec: ComponentSpec = serde_yaml::from_value(doc.spec)
+                    let spec: ComponentSpec = serde_norway::from_value(doc.spec)
                         .map_err(|e| format!("{shown}: Component {name:?}: spec: {e}"))?;
                     let kind = spec
                         .kind
@@ -182,7 +183,7 @@ pub fn load(paths: &[PathBuf], cwd: &Path) -> Result<Vec<DaprFilter>, String> {
                         (None, None) => continue,
                     };
                     let handlers: Vec<Handler> = match pipeline.get("handlers") {
-                        Some(h) => serde_yaml::from_value(h.clone()).map_err(|e| format!("{shown}: {field}: {e}"))?,
+                        Some(h) => serde_norway::from_value(h.clone()).map_err(|e| format!("{shown}: {field}: {e}"))?,
                         None => Vec::new(),
                     };
                     if let Some(other) = pipelines.first() {
@@ -269,32 +270,32 @@ fn filter(c: &Component, cwd: &Path) -> Result<DaprFilter, String> {
         Some(m) => text(&m.value).ok_or_else(|| format!("{at}: spec.metadata guestConfig: expected a string"))?,
         None => String::new(),
     };
-    // An optional field parsed by `parse`; its errors name the file and field.
-    fn parsed<T>(
-        field: Option<&NameValue>,
-        at: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
-        let Some(m) = field else { return Ok(None) };
-        text(&m.value)
-            .ok_or_else(|| "expected a string".to_string())
-            .and_then(|t| parse(&t))
-            .map(Some)
-            .map_err(|e| format!("{at}: spec.metadata {}: {e}", m.name))
-    }
-    let isolation = parsed(meta("isolation"), &at, crate::serve::pipeline::parse_isolation)?;
-    let failure_policy = parsed(meta("failurePolicy"), &at, crate::serve::pipeline::parse_failure_policy)?;
+    let mut settings = Settings::default();
     for m in &c.spec.metadata {
-        if !["url", "guestConfig", "isolation", "failurePolicy"].contains(&m.name.as_str()) {
-            tracing::warn!(target: "http_wasm::dapr", component = %c.name, field = %m.name, "ignoring unknown metadata");
+        if m.name == "url" || m.name == "guestConfig" {
+            continue;
+        }
+        let value = text(&m.value).ok_or_else(|| format!("{at}: spec.metadata {}: expected a string", m.name));
+        match settings.set(&m.name, &value?) {
+            Ok(true) => {}
+            Ok(false) => {
+                let known: Vec<&str> = METADATA.iter().map(|(field, _)| *field).collect();
+                return Err(format!(
+                    "{at}: spec.metadata {:?}: unknown field (known: url, guestConfig, {})",
+                    m.name,
+                    known.join(", ")
+                ));
+            }
+            Err(e) => return Err(format!("{at}: spec.metadata {}: {e}", m.name)),
         }
     }
-    Ok(DaprFilter { name: c.name.clone(), path, guest_config, file: c.file.clone(), isolation, failure_policy })
+    Ok(DaprFilter { name: c.name.clone(), path, guest_config, file: c.file.clone(), settings })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower_http_wasm::{FailurePolicy, Isolation};
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -395,12 +396,25 @@ spec:
             )
         };
         let f = load(&[policy("")], Path::new("/")).unwrap();
-        assert_eq!((f[0].isolation, f[0].failure_policy), (None, None));
-        let p = policy("  - name: isolation\n    value: recycle-after:5\n  - name: failurePolicy\n    value: open\n");
+        assert_eq!(f[0].settings, Settings::default());
+        let p = policy(
+            "  - name: isolation\n    value: recycle-after:5\n  - name: failurePolicy\n    value: open\n  - name: poolSize\n    value: 2\n  - name: memoryLimit\n    value: 1MiB\n",
+        );
         let f = load(&[p], Path::new("/")).unwrap();
+        let s = &f[0].settings;
         assert_eq!(
-            (f[0].isolation, f[0].failure_policy),
-            (Some(Isolation::RecycleAfter(5)), Some(FailurePolicy::Open))
+            (s.isolation, s.failure_policy, s.pool_size, s.memory_limit),
+            (Some(Isolation::RecycleAfter(5)), Some(FailurePolicy::Open), Some(2), Some(1 << 20))
+        );
+        let e = load(&[policy("  - name: poolsize\n    value: 2\n")], Path::new("/")).unwrap_err();
+        assert!(
+            e.contains("policy.yaml: Component \"p\": spec.metadata \"poolsize\": unknown field (known: url"),
+            "{e}"
+        );
+        let e = load(&[policy("  - name: deadline\n    value: 0s\n")], Path::new("/")).unwrap_err();
+        assert!(
+            e.contains("policy.yaml: Component \"p\": spec.metadata deadline: \"0s\": must be more than zero"),
+            "{e}"
         );
         let e = load(&[policy("  - name: isolation\n    value: shared\n")], Path::new("/")).unwrap_err();
         assert!(e.contains("policy.yaml: Component \"p\": spec.metadata isolation: \"shared\": expected reuse"), "{e}");

@@ -6,6 +6,7 @@ pub mod forwarded;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;
+pub mod settings;
 
 use bytes::{Buf, Bytes};
 use forwarded::Forwarded;
@@ -202,10 +203,14 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// The most connections open at once.
     pub max_connections: usize,
+    /// How long requests in flight may take to finish once the gateway
+    /// stops (`--drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then lets
-/// open connections finish (at most 10 s).
+/// Serves `gateway` on `listener` until `shutdown` completes, then stops
+/// accepting (the listener is closed) and lets open connections finish
+/// their requests for at most [`Limits::drain_timeout`].
 pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -247,9 +252,35 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shut
             }
         });
     }
-    tracing::info!(target: "http_wasm::serve", "shutting down: waiting for open connections");
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!(target: "http_wasm::serve", "connections still open after 10 s; closing");
+    drop(listener);
+    tracing::info!(target: "http_wasm::serve", drain_timeout = ?limits.drain_timeout, "shutting down: waiting for open connections");
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(target: "http_wasm::serve", drain_timeout = ?limits.drain_timeout, "connections still open after the drain timeout; closing");
+    }
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C (SIGINT). The handlers are
+/// installed before this returns, so a signal that arrives before the
+/// future is polled is not lost.
+pub fn stop_signal() -> Result<impl Future<Output = ()> + Send + 'static, String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        Ok(async move {
+            let which = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(target: "http_wasm::serve", signal = which, "stopping: no new connections, draining");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! An ordered chain of filters, each an `HttpWasmLayer`, the first outermost.
 
 use super::proxy::{Next, ProxyError};
+use super::settings::Settings;
 use super::{BodyError, OutBody};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -9,7 +10,7 @@ use http_body_util::BodyExt;
 use std::path::PathBuf;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
-use tower_http_wasm::{Engine, FailurePolicy, HttpWasm, Isolation, Plugin, RequestBody};
+use tower_http_wasm::{Engine, HttpWasm, Plugin, RequestBody};
 
 /// One filter to load.
 #[derive(Clone, Debug)]
@@ -25,10 +26,8 @@ pub struct FilterSpec {
     pub wasm: Vec<u8>,
     /// Its configuration bytes.
     pub config: Bytes,
-    /// This filter's isolation, over the pipeline's (Dapr metadata).
-    pub isolation: Option<Isolation>,
-    /// This filter's failure policy, over the pipeline's (Dapr metadata).
-    pub failure_policy: Option<FailurePolicy>,
+    /// This filter's own settings, over the pipeline's (Dapr metadata).
+    pub settings: Settings,
 }
 
 /// What every filter of the pipeline is loaded with, unless its own
@@ -37,10 +36,8 @@ pub struct FilterSpec {
 pub struct Options {
     /// The engine.
     pub engine: Engine,
-    /// How requests share instances.
-    pub isolation: Isolation,
-    /// What the client gets when a guest fails.
-    pub failure_policy: FailurePolicy,
+    /// The settings of every filter (the `serve` flags).
+    pub settings: Settings,
     /// Where compiled modules are kept (none: every load compiles).
     pub cache_dir: Option<PathBuf>,
 }
@@ -54,28 +51,6 @@ pub struct Loaded {
     pub path: Option<PathBuf>,
     /// The plugin serving it (clones share the module, pool and counters).
     pub plugin: Plugin,
-}
-
-/// `reuse`, `per-request` or `recycle-after:N` (N at least 1).
-pub fn parse_isolation(text: &str) -> Result<Isolation, String> {
-    match text {
-        "reuse" => Ok(Isolation::Reuse),
-        "per-request" => Ok(Isolation::PerRequest),
-        _ => match text.strip_prefix("recycle-after:").map(str::parse::<u64>) {
-            Some(Ok(n)) if n >= 1 => Ok(Isolation::RecycleAfter(n)),
-            Some(_) => Err(format!("{text:?}: recycle-after needs a whole number of requests, at least 1")),
-            None => Err(format!("{text:?}: expected reuse, per-request or recycle-after:N")),
-        },
-    }
-}
-
-/// `closed` or `open`.
-pub fn parse_failure_policy(text: &str) -> Result<FailurePolicy, String> {
-    match text {
-        "closed" => Ok(FailurePolicy::Closed),
-        "open" => Ok(FailurePolicy::Open),
-        _ => Err(format!("{text:?}: expected closed or open")),
-    }
 }
 
 /// Makes names unique by suffixing repeats with `-2`, `-3`... (two
@@ -134,12 +109,8 @@ impl Pipeline {
     pub fn build(filters: Vec<FilterSpec>, next: Next, options: &Options) -> Result<(Pipeline, Vec<Loaded>), String> {
         let mut loaded = Vec::new();
         for f in filters {
-            let mut builder = Plugin::builder()
-                .name(f.name.clone())
-                .engine(options.engine)
-                .config(f.config)
-                .isolation(f.isolation.unwrap_or(options.isolation))
-                .failure_policy(f.failure_policy.unwrap_or(options.failure_policy));
+            let builder = Plugin::builder().name(f.name.clone()).engine(options.engine).config(f.config);
+            let mut builder = f.settings.over(&options.settings).apply(builder);
             if let Some(dir) = &options.cache_dir {
                 builder = builder.cache_dir(dir.clone());
             }
@@ -190,20 +161,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn isolation_and_failure_policy_names() {
-        assert_eq!(parse_isolation("reuse"), Ok(Isolation::Reuse));
-        assert_eq!(parse_isolation("per-request"), Ok(Isolation::PerRequest));
-        assert_eq!(parse_isolation("recycle-after:3"), Ok(Isolation::RecycleAfter(3)));
-        for bad in ["", "Reuse", "recycle-after:0", "recycle-after:", "recycle-after:x", "recycle-after:-1", "recycle"]
-        {
-            assert!(parse_isolation(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_failure_policy("closed"), Ok(FailurePolicy::Closed));
-        assert_eq!(parse_failure_policy("open"), Ok(FailurePolicy::Open));
-        assert!(parse_failure_policy("Open").is_err());
-    }
-
-    #[test]
     fn repeated_names_get_suffixes() {
         let spec = |name: &str| FilterSpec {
             name: name.into(),
@@ -211,8 +168,7 @@ mod tests {
             path: None,
             wasm: Vec::new(),
             config: Bytes::new(),
-            isolation: None,
-            failure_policy: None,
+            settings: Settings::default(),
         };
         let mut specs = vec![spec("a"), spec("a"), spec("a-2"), spec("b"), spec("a")];
         unique_names(&mut specs);

@@ -3,11 +3,14 @@
 mod config;
 mod conformance;
 mod dapr;
+mod deploy;
 mod errors;
 mod forwarding;
 mod guests;
+mod health;
 mod hostile;
 mod inspect;
+mod knobs;
 mod metrics;
 mod model;
 mod new_filter;

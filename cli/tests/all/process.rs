@@ -139,6 +139,22 @@ impl Server {
         assert!(status.success(), "kill -{signal} {}", self.pid());
     }
 
+    /// Waits for the process to exit by itself and returns its status
+    /// (panics with the log if it is still running after 30 s: a bound,
+    /// not a measurement).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("still running after 30 s:\n{}", self.log.lock().unwrap());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The resident set size of the process, in KiB (Linux: `VmRSS` of
     /// `/proc/PID/status`).
     pub fn rss_kib(&self) -> u64 {
