@@ -40,27 +40,36 @@ pub(crate) fn read_heap(getter: Getter<'_>, mut len: u32) -> (Vec<u8>, CountLen)
 
 /// Reads through `getter` and hands the bytes and their [`CountLen`] to `f`.
 /// Uses the scratch buffer when it is free and the value fits.
+///
+/// `f` is called from one place whichever buffer holds the bytes, so the
+/// filter's code inlined into it is in the module once.
 pub(crate) fn with_read<R, F>(getter: Getter<'_>, f: F) -> R
 where
     F: FnOnce(&[u8], CountLen) -> R,
 {
-    // The closure hands `f` back with the length to allocate when the
-    // scratch buffer cannot be used.
-    let scratch = SCRATCH.try_with(move |cell| -> Result<R, (F, u32)> {
+    let read = SCRATCH.try_with(move |cell| {
         // Busy: `f` of an outer read is running and reads again.
-        let Ok(mut scratch) = cell.try_borrow_mut() else { return Err((f, 0)) };
-        let cl = getter.call(&mut scratch[..]);
-        match scratch.get(..cl.len as usize) {
-            Some(bytes) => Ok(f(bytes, cl)),
-            None => Err((f, cl.len)),
+        let mut scratch = cell.try_borrow_mut().ok();
+        let (mut hint, mut from_scratch) = (0, None);
+        if let Some(scratch) = scratch.as_deref_mut() {
+            let cl = getter.call(&mut scratch[..]);
+            match scratch.get(..cl.len as usize) {
+                Some(bytes) => from_scratch = Some((bytes, cl)),
+                None => hint = cl.len,
+            }
         }
+        let heap;
+        let (bytes, cl) = match from_scratch {
+            Some(read) => read,
+            None => {
+                heap = read_heap(getter, hint);
+                (&heap.0[..], heap.1)
+            }
+        };
+        f(bytes, cl)
     });
-    match scratch {
-        Ok(Ok(r)) => r,
-        Ok(Err((f, hint))) => {
-            let (buf, cl) = read_heap(getter, hint);
-            f(&buf, cl)
-        }
+    match read {
+        Ok(r) => r,
         Err(_) => tls_gone(),
     }
 }

@@ -87,7 +87,7 @@
 //! [talc](https://docs.rs/talc) as the global allocator (crate feature
 //! `talc`, on by default): about 1.6 KB of code where the standard
 //! library's dlmalloc is about 7.5 KB on `wasm32-unknown-unknown`. The
-//! header-validation example is 8.0 KB on `wasm32-unknown-unknown` (13.9 KB
+//! header-validation example is 7.9 KB on `wasm32-unknown-unknown` (13.9 KB
 //! with dlmalloc); `wasm32-wasip1` adds wasi-libc and the standard panic
 //! hook (31.3 KB in all). Avoid `format!` and `serde_json`
 //! in filters that must stay small. Build with `lto`, `opt-level = "s"`,
