@@ -29,11 +29,6 @@ pub fn module(body: &str) -> Vec<u8> {
 /// A guest module's `handle_response` that does nothing.
 pub const NOOP_RESPONSE: &str = r#"(func (export "handle_response") (param i32 i32))"#;
 
-/// The engines under test. A failure names the engine in its message.
-pub fn engines() -> &'static [Engine] {
-    Engine::ALL
-}
-
 pub fn builder(engine: Engine) -> PluginBuilder {
     Plugin::builder().engine(engine)
 }

@@ -7,6 +7,7 @@ mod bodies;
 mod cache;
 mod concurrency;
 mod failures;
+mod fuzz;
 mod harness;
 mod headers;
 mod limits;
