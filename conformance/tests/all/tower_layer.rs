@@ -14,46 +14,46 @@ const ALLOWED_UNSUPPORTED: &[&str] = &[];
 /// the entry gets removed.
 const KNOWN_HOST_BUGS: &[(&str, &str, &str)] = &[];
 
-async fn all_cases_pass(http2: bool) {
+async fn all_cases_pass(engine: Engine, http2: bool) {
     let mut failed = Vec::new();
-    for &engine in Engine::ALL {
-        let addr = serve(plugin(engine), None).await;
-        let options = RunOptions { http2, ..RunOptions::new(format!("http://{addr}")) };
-        let report = run(&options).await.expect("the run starts");
-        println!("[{engine}] {} against {addr}\n{}", report.protocol, report.table());
-        for r in &report.results {
-            if let Some((_, _, why)) = KNOWN_HOST_BUGS.iter().find(|(p, id, _)| *p == report.protocol && *id == r.id) {
-                if r.outcome == Outcome::Fail {
-                    println!("[{engine}] known host bug, {}: {why}", r.id);
-                } else {
-                    failed.push(format!(
-                        "[{engine}] {} {}: now passes; remove it from KNOWN_HOST_BUGS",
-                        report.protocol, r.id
-                    ));
-                }
-                continue;
+    let addr = serve(plugin(engine), None).await;
+    let options = RunOptions { http2, ..RunOptions::new(format!("http://{addr}")) };
+    let report = run(&options).await.expect("the run starts");
+    println!("[{engine}] {} against {addr}\n{}", report.protocol, report.table());
+    for r in &report.results {
+        if let Some((_, _, why)) = KNOWN_HOST_BUGS.iter().find(|(p, id, _)| *p == report.protocol && *id == r.id) {
+            if r.outcome == Outcome::Fail {
+                println!("[{engine}] known host bug, {}: {why}", r.id);
+            } else {
+                failed.push(format!(
+                    "[{engine}] {} {}: now passes; remove it from KNOWN_HOST_BUGS",
+                    report.protocol, r.id
+                ));
             }
-            let ok = match r.outcome {
-                Outcome::Pass => true,
-                Outcome::Unsupported => ALLOWED_UNSUPPORTED.contains(&r.id.as_str()),
-                Outcome::Fail => false,
-            };
-            if !ok {
-                failed.push(format!("[{engine}] {} {}: {}", report.protocol, r.id, r.detail));
-            }
+            continue;
+        }
+        let ok = match r.outcome {
+            Outcome::Pass => true,
+            Outcome::Unsupported => ALLOWED_UNSUPPORTED.contains(&r.id.as_str()),
+            Outcome::Fail => false,
+        };
+        if !ok {
+            failed.push(format!("[{engine}] {} {}: {}", report.protocol, r.id, r.detail));
         }
     }
     assert!(failed.is_empty(), "{} case(s) did not pass:\n{}", failed.len(), failed.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_case_passes_over_http1() {
-    all_cases_pass(false).await;
-}
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_case_passes_over_http1(engine) {
+        all_cases_pass(engine, false).await;
+    }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_case_passes_over_http2() {
-    all_cases_pass(true).await;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_case_passes_over_http2(engine) {
+        all_cases_pass(engine, true).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
