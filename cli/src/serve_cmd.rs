@@ -320,6 +320,11 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         serve::admin::spawn(listener, loaded.clone(), health.clone());
         at
     });
+    // Every filter is loaded and the listener is bound (connections queue
+    // until the accept loop below takes them): ready from before
+    // "listening" is printed until a stop signal, then not ready while the
+    // open requests drain.
+    health.set_ready(true);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "http-wasm serve: listening on http://{addr}");
     let chain = if described.is_empty() { "no filter".to_string() } else { described.join(" -> ") };
@@ -345,9 +350,6 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
     };
-    // Every filter is loaded and the listener is bound: ready until a stop
-    // signal, then not ready while the open requests drain.
-    health.set_ready(true);
     serve::serve(listener, gateway, limits, async move {
         stop.await;
         health.set_ready(false);
