@@ -37,12 +37,15 @@ pub(crate) fn is_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 pin_project! {
     /// `inner`, failing with [`BodyTimedOut`] when no frame arrives within
     /// `timeout` of the previous one (or of the first poll). The timer
-    /// starts only while a frame is awaited, and only inside a tokio
-    /// runtime (outside one the body is polled as it is).
+    /// runs only while a frame is awaited. It belongs to the tokio runtime
+    /// the body was created in, so the body may be polled from any thread
+    /// (a blocking-pool thread, wasmer's instance thread); created outside
+    /// a runtime, the body is polled as it is.
     pub(crate) struct IdleTimeout<B> {
         #[pin]
         inner: B,
         timeout: Duration,
+        runtime: Option<tokio::runtime::Handle>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
     }
@@ -50,7 +53,7 @@ pin_project! {
 
 impl<B> IdleTimeout<B> {
     pub(crate) fn new(inner: B, timeout: Duration) -> Self {
-        IdleTimeout { inner, timeout, sleep: None }
+        IdleTimeout { inner, timeout, runtime: tokio::runtime::Handle::try_current().ok(), sleep: None }
     }
 }
 
@@ -69,9 +72,8 @@ where
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         if this.sleep.is_none() {
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Poll::Pending;
-            }
+            let Some(runtime) = this.runtime.as_ref() else { return Poll::Pending };
+            let _in_runtime = runtime.enter();
             this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
         }
         if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {

@@ -95,8 +95,11 @@ pub enum FailurePolicy {
     /// Failing open needs a copy of the request head on every request, and
     /// is not possible once a guest consumed part of a request body without
     /// `buffer_request`, nor after a response body failed: those failures
-    /// stay closed. Limits (a body over [`PluginBuilder::body_limit`]) are
-    /// not guest failures and always answer 413.
+    /// stay closed. Only the guest's own failures (a trap, the deadline, an
+    /// invalid host call, a start failure) fail open: limits and the client
+    /// are not the guest's doing, so a body over
+    /// [`PluginBuilder::body_limit`] always answers 413, a busy pool 503
+    /// (with `retry-after`), a client body that fails or stalls 400 or 408.
     Open,
 }
 

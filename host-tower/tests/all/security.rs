@@ -84,13 +84,19 @@ tower_http_wasm::per_engine! {
                 .unwrap();
             let (tx, body) = fed_body();
             let slow = Request::post("/upload").body(body).unwrap();
-            tx.send(Ok(Frame::data(Bytes::from_static(b"abc")))).await.unwrap();
+            let feed = tokio::spawn(async move {
+                tx.send(Ok(Frame::data(Bytes::from_static(b"abc")))).await.unwrap();
+                // A second chunk once the first was taken, then silence:
+                // the timer restarts wherever the guest waits.
+                tx.reserve().await.unwrap().send(Ok(Frame::data(Bytes::from_static(b"def"))));
+                tx
+            });
             let got = send_bounded(&plugin, slow).await;
             assert_eq!(got.status, 408, "[{engine}] buffering={}: {:?}", !start.is_empty(), got.body);
             assert_eq!(got.headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]), "[{engine}]");
             let next = send_bounded(&plugin, post("/", "ok")).await;
             assert_eq!(next.status, 200, "[{engine}] the instance was not released");
-            drop(tx);
+            drop(feed.await.unwrap());
         }
     }
 
