@@ -53,9 +53,18 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
         .map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
 }
 
+/// A wasmer engine (Cranelift) that accepts WebAssembly 2.0 and nothing
+/// later: `host::proposals` refuses the rest first; this is the engine's
+/// own guard.
+fn new_engine() -> Engine {
+    let mut features = wasmer::sys::Features::none();
+    features.reference_types(true).simd(true).bulk_memory(true).multi_value(true);
+    Engine::from(wasmer::sys::EngineBuilder::new(wasmer::sys::Cranelift::default()).set_features(Some(features)))
+}
+
 /// Compiles `wasm` only to validate it.
 pub(crate) fn validate(wasm: &[u8]) -> Result<(), Error> {
-    compile_module(&Engine::from(wasmer::sys::Cranelift::default()), wasm).map(drop)
+    compile_module(&new_engine(), wasm).map(drop)
 }
 
 /// The wasmer version in `Cargo.toml` (pinned with `=`), for cache keys.
@@ -71,7 +80,8 @@ impl super::cache::Compiler for Compiler<'_> {
     type Module = Module;
 
     fn id(&self) -> Vec<u8> {
-        format!("wasmer {WASMER_VERSION}:{}", self.0.deterministic_id()).into_bytes()
+        // `wasm2`: the proposals `new_engine` allows.
+        format!("wasmer {WASMER_VERSION}:wasm2:{}", self.0.deterministic_id()).into_bytes()
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Module, Error> {
@@ -95,7 +105,7 @@ impl super::cache::Compiler for Compiler<'_> {
 
 impl WasmerModule {
     pub(crate) fn compile(wasm: &[u8], cache_dir: Option<&std::path::Path>) -> Result<WasmerModule, Error> {
-        let engine = Engine::from(wasmer::sys::Cranelift::default());
+        let engine = new_engine();
         let (deferred, start_section) = super::start_section::defer_start(wasm)?;
         let module = match cache_dir {
             #[cfg(feature = "module-cache")]
@@ -111,19 +121,22 @@ impl WasmerModule {
 struct ViewMemory<'a>(MemoryView<'a>);
 
 impl GuestMemory for ViewMemory<'_> {
+    fn size(&self) -> u64 {
+        self.0.data_size()
+    }
+
     fn read(&self, ptr: u32, len: u32) -> Result<Cow<'_, [u8]>, HostError> {
-        let start = ptr as u64;
-        self.0
-            .copy_range_to_vec(start..start + len as u64)
-            .map(Cow::Owned)
-            .map_err(|_| HostError::OutOfBounds { ptr, len })
+        // `copy_range_to_vec` clamps a range that runs past the end instead
+        // of failing: check first, and never hand back fewer bytes.
+        self.check(ptr, len)?;
+        let mut bytes = vec![0; len as usize];
+        self.0.read(ptr as u64, &mut bytes).map_err(|_| HostError::OutOfBounds { ptr, len })?;
+        Ok(Cow::Owned(bytes))
     }
 
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), HostError> {
         let len = u32::try_from(bytes.len()).map_err(|_| HostError::OutOfBounds { ptr, len: u32::MAX })?;
-        if (ptr as u64 + len as u64) > self.0.data_size() {
-            return Err(HostError::OutOfBounds { ptr, len });
-        }
+        self.check(ptr, len)?;
         self.0.write(ptr as u64, bytes).map_err(|_| HostError::OutOfBounds { ptr, len })
     }
 }
