@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tower::ServiceExt;
 use tower_http_wasm::HttpWasmLayer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_requests_through_a_pool_of_four() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sixty_four_requests_through_a_pool_of_four(engine) {
         // Each instance counts its requests in a global and reports the count.
         let wasm = module(
             r#"(global $n (mut i32) (i32.const 0))
@@ -42,10 +42,10 @@ async fn sixty_four_requests_through_a_pool_of_four() {
             })
             .collect();
         for t in tasks {
-            assert_eq!(t.await.unwrap(), 200, "[{engine}]");
+            assert_eq!(t.await.unwrap(), 200);
         }
         let peak = peak.load(Ordering::SeqCst);
-        assert!(peak <= 4, "[{engine}] {peak} requests ran at once through a pool of 4");
-        assert!(peak >= 2, "[{engine}] the pool should allow concurrency, peak {peak}");
+        assert!(peak <= 4, "{peak} requests ran at once through a pool of 4");
+        assert!(peak >= 2, "the pool should allow concurrency, peak {peak}");
     }
 }

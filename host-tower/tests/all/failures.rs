@@ -22,38 +22,38 @@ fn trapper() -> Vec<u8> {
     )
 }
 
-#[tokio::test]
-async fn a_trap_in_each_phase_is_a_clean_500_and_serving_goes_on() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn a_trap_in_each_phase_is_a_clean_500_and_serving_goes_on(engine) {
         let plugin = builder(engine).pool_size(1).build(trapper()).unwrap();
         for header in ["x-trap", "x-trap-late"] {
             let req =
                 http::Request::get("/").header(header, "1").body(http_body_util::Full::<Bytes>::default()).unwrap();
             let got = send(&plugin, req).await;
-            assert_eq!(got.status, 500, "[{engine}] {header}");
-            assert_eq!(&got.body[..], b"Internal Server Error\n", "[{engine}] {header}: no engine text");
-            assert_eq!(got.header("content-length"), "22", "[{engine}] {header}");
+            assert_eq!(got.status, 500, "{header}");
+            assert_eq!(&got.body[..], b"Internal Server Error\n", "{header}: no engine text");
+            assert_eq!(got.header("content-length"), "22", "{header}");
             // The trapped instance was discarded; a fresh one serves the next request.
             let got = send(&plugin, get("/after")).await;
-            assert_eq!(got.status, 200, "[{engine}] after {header}");
-            assert_eq!(got.header("x-echo-uri"), "/after", "[{engine}] after {header}");
+            assert_eq!(got.status, 200, "after {header}");
+            assert_eq!(got.header("x-echo-uri"), "/after", "after {header}");
         }
     }
 }
 
-#[tokio::test]
-async fn next_flag_other_than_zero_or_one_is_a_guest_error() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn next_flag_other_than_zero_or_one_is_a_guest_error(engine) {
         let wasm = module(&format!(r#"(func (export "handle_request") (result i64) (i64.const 2)) {NOOP_RESPONSE}"#));
         let got = send(&load(engine, &wasm), get("/")).await;
-        assert_eq!(got.status, 500, "[{engine}]");
-        assert!(got.headers.get("x-echo-uri").is_none(), "[{engine}]");
+        assert_eq!(got.status, 500);
+        assert!(got.headers.get("x-echo-uri").is_none());
     }
 }
 
-#[tokio::test]
-async fn failure_response_is_configurable() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn failure_response_is_configurable(engine) {
         let plugin = load(engine, &trapper());
         let layer = HttpWasmLayer::new(plugin).failure_response(|e: &tower_http_wasm::Error| {
             assert!(e.is_guest());
@@ -64,15 +64,15 @@ async fn failure_response_is_configurable() {
         let svc = tower::ServiceBuilder::new().layer(layer).service_fn(echo);
         let req = http::Request::get("/").header("x-trap", "1").body(http_body_util::Full::<Bytes>::default()).unwrap();
         let res = svc.oneshot(req).await.unwrap();
-        assert_eq!(res.status(), 502, "[{engine}]");
+        assert_eq!(res.status(), 502);
         use http_body_util::BodyExt;
-        assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"custom", "[{engine}]");
+        assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"custom");
     }
 }
 
-#[tokio::test]
-async fn host_calls_outside_a_request_are_start_errors() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn host_calls_outside_a_request_are_start_errors(engine) {
         let wasm = module(&format!(
             r#"(func $init (drop (call $get_method (i32.const 0) (i32.const 10))))
   (start $init)
@@ -80,7 +80,7 @@ async fn host_calls_outside_a_request_are_start_errors() {
   {NOOP_RESPONSE}"#
         ));
         let err = builder(engine).build(&wasm).unwrap_err();
-        assert!(err.is_start(), "[{engine}] {err}");
-        assert!(err.is_load(), "[{engine}]");
+        assert!(err.is_start(), "{err}");
+        assert!(err.is_load());
     }
 }

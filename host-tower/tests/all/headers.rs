@@ -27,9 +27,9 @@ fn list_guest(data: &str, call: &str, features: i32) -> Vec<u8> {
     ))
 }
 
-#[tokio::test]
-async fn names_are_lowercase_sorted_and_include_host() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn names_are_lowercase_sorted_and_include_host(engine) {
         let wasm = list_guest("", "(call $get_header_names (i32.const 0) (i32.const 2048) (i32.const 4096))", 0);
         let req = http::Request::get("http://example.com/")
             .header("Zeta", "1")
@@ -40,14 +40,14 @@ async fn names_are_lowercase_sorted_and_include_host() {
             .unwrap();
         let got = send(&load(engine, &wasm), req).await;
         let (cl, names) = decode(&got.body);
-        assert_eq!(names, ["accept", "host", "x-multi", "zeta"], "[{engine}]");
-        assert_eq!(cl, CountLen { count: 4, len: 6 + 4 + 7 + 4 + 4 }, "[{engine}]");
+        assert_eq!(names, ["accept", "host", "x-multi", "zeta"]);
+        assert_eq!(cl, CountLen { count: 4, len: 6 + 4 + 7 + 4 + 4 });
     }
 }
 
-#[tokio::test]
-async fn values_repeat_in_order_and_empty_is_a_lone_nul() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn values_repeat_in_order_and_empty_is_a_lone_nul(engine) {
         for (name, expect, len) in
             [("x-multi", vec!["a", "bc"], 5), ("x-empty", vec![""], 1), ("X-MULTI", vec!["a", "bc"], 5)]
         {
@@ -67,15 +67,15 @@ async fn values_repeat_in_order_and_empty_is_a_lone_nul() {
                 .unwrap();
             let got = send(&load(engine, &wasm), req).await;
             let (cl, values) = decode(&got.body);
-            assert_eq!(values, expect, "[{engine}] {name}");
-            assert_eq!(cl, CountLen { count: expect.len() as u32, len }, "[{engine}] {name}");
+            assert_eq!(values, expect, "{name}");
+            assert_eq!(cl, CountLen { count: expect.len() as u32, len }, "{name}");
         }
     }
 }
 
-#[tokio::test]
-async fn absent_header_is_zero_and_list_limits_hold() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn absent_header_is_zero_and_list_limits_hold(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 0) "x-none")
   (data (i32.const 16) "x-multi")
@@ -95,13 +95,13 @@ async fn absent_header_is_zero_and_list_limits_hold() {
             .header("x-multi", "bc")
             .body(Full::<Bytes>::default())
             .unwrap();
-        assert_eq!(send(&load(engine, &wasm), req).await.status, 200, "[{engine}]");
+        assert_eq!(send(&load(engine, &wasm), req).await.status, 200);
     }
 }
 
-#[tokio::test]
-async fn set_add_remove_request_headers_reach_next() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn set_add_remove_request_headers_reach_next(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 0) "x-set")
   (data (i32.const 8) "x-add")
@@ -125,15 +125,15 @@ async fn set_add_remove_request_headers_reach_next() {
             .unwrap();
         let got = send(&load(engine, &wasm), req).await;
         let all = |n: &str| got.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
-        assert_eq!(all("x-echo-h-x-set"), ["new"], "[{engine}]");
-        assert_eq!(all("x-echo-h-x-add"), ["one", "two"], "[{engine}]");
-        assert!(got.headers.get("x-echo-h-x-gone").is_none(), "[{engine}]");
+        assert_eq!(all("x-echo-h-x-set"), ["new"]);
+        assert_eq!(all("x-echo-h-x-add"), ["one", "two"]);
+        assert!(got.headers.get("x-echo-h-x-gone").is_none());
     }
 }
 
-#[tokio::test]
-async fn response_headers_set_before_next_are_kept_alongside_the_inner_ones() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn response_headers_set_before_next_are_kept_alongside_the_inner_ones(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 0) "x-guest")
   (data (i32.const 16) "yes")
@@ -143,14 +143,14 @@ async fn response_headers_set_before_next_are_kept_alongside_the_inner_ones() {
   {NOOP_RESPONSE}"#
         ));
         let got = send(&load(engine, &wasm), get("/p")).await;
-        assert_eq!(got.header("x-guest"), "yes", "[{engine}]");
-        assert_eq!(got.header("x-echo-uri"), "/p", "[{engine}]");
+        assert_eq!(got.header("x-guest"), "yes");
+        assert_eq!(got.header("x-echo-uri"), "/p");
     }
 }
 
-#[tokio::test]
-async fn invalid_header_calls_trap() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn invalid_header_calls_trap(engine) {
         for (what, call) in [
             (
                 "empty name",
@@ -184,8 +184,8 @@ async fn invalid_header_calls_trap() {
                 .body(Full::<Bytes>::default())
                 .unwrap();
             let got = send(&load(engine, &wasm), req).await;
-            assert_eq!(got.status, 500, "[{engine}] {what}");
-            assert!(got.headers.get("x-echo-uri").is_none(), "[{engine}] {what}: next must not run");
+            assert_eq!(got.status, 500, "{what}");
+            assert!(got.headers.get("x-echo-uri").is_none(), "{what}: next must not run");
         }
     }
 }
@@ -199,9 +199,9 @@ fn with_trailers(body: &'static str, trailers: &[(&'static str, &'static str)]) 
     http::Request::post("/").body(Frames::new(frames)).unwrap()
 }
 
-#[tokio::test]
-async fn trailers_when_enabled() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn trailers_when_enabled(engine) {
         // Reads the request trailer x-t, sets request trailer x-added and
         // response trailer x-rt, answers with the value read.
         let wasm = module(&format!(
@@ -220,22 +220,22 @@ async fn trailers_when_enabled() {
   {NOOP_RESPONSE}"#
         ));
         let got = send(&load(engine, &wasm), with_trailers("data", &[("x-t", "abc")])).await;
-        assert_eq!(got.status, 200, "[{engine}] {:?}", got.body);
-        assert_eq!(got.header("x-out"), "abc", "[{engine}]");
+        assert_eq!(got.status, 200, "{:?}", got.body);
+        assert_eq!(got.header("x-out"), "abc");
         // The next handler got the whole body and both trailers, not as headers.
-        assert_eq!(&got.body[..], b"data", "[{engine}]");
-        assert_eq!(got.header("x-echo-t-x-t"), "abc", "[{engine}]");
-        assert_eq!(got.header("x-echo-t-x-added"), "v", "[{engine}]");
-        assert!(got.headers.get("x-echo-h-x-added").is_none(), "[{engine}]");
+        assert_eq!(&got.body[..], b"data");
+        assert_eq!(got.header("x-echo-t-x-t"), "abc");
+        assert_eq!(got.header("x-echo-t-x-added"), "v");
+        assert!(got.headers.get("x-echo-h-x-added").is_none());
         let rt = got.trailers.as_ref().expect("response trailers");
-        assert_eq!(rt["x-rt"], "v", "[{engine}]");
-        assert!(got.headers.get("x-rt").is_none(), "[{engine}] a trailer is not a header");
+        assert_eq!(rt["x-rt"], "v");
+        assert!(got.headers.get("x-rt").is_none(), "a trailer is not a header");
     }
 }
 
-#[tokio::test]
-async fn trailers_when_not_enabled_read_nothing_and_writes_trap() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn trailers_when_not_enabled_read_nothing_and_writes_trap(engine) {
         let read = module(&format!(
             r#"(data (i32.const 0) "x-t")
   (func (export "handle_request") (result i64)
@@ -246,8 +246,8 @@ async fn trailers_when_not_enabled_read_nothing_and_writes_trap() {
         ));
         let plugin = builder(engine).features(tower_http_wasm::Features::BUFFER_REQUEST).build(&read).unwrap();
         let got = send(&plugin, with_trailers("data", &[("x-t", "abc")])).await;
-        assert_eq!(got.status, 200, "[{engine}]");
-        assert_eq!(got.header("x-echo-t-x-t"), "abc", "[{engine}] trailers still pass through");
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("x-echo-t-x-t"), "abc", "trailers still pass through");
 
         let write = module(&format!(
             r#"(data (i32.const 0) "x-t")
@@ -258,7 +258,7 @@ async fn trailers_when_not_enabled_read_nothing_and_writes_trap() {
   {NOOP_RESPONSE}"#
         ));
         let plugin = builder(engine).features(tower_http_wasm::Features::NONE).build(&write).unwrap();
-        assert_eq!(send(&plugin, get("/")).await.status, 500, "[{engine}]");
+        assert_eq!(send(&plugin, get("/")).await.status, 500);
     }
 }
 
@@ -286,19 +286,19 @@ fn reads_request_after_next(indirect: bool) -> Vec<u8> {
     ))
 }
 
-#[tokio::test]
-async fn request_headers_and_uri_stay_readable_in_handle_response() {
-    // The host keeps a copy past next only when handle_response can read
-    // them: here directly, or through a table (which it cannot see through).
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn request_headers_and_uri_stay_readable_in_handle_response(engine) {
+        // The host keeps a copy past next only when handle_response can read
+        // them: here directly, or through a table (which it cannot see through).
         for indirect in [false, true] {
             let plugin = load(engine, &reads_request_after_next(indirect));
             let req = http::Request::get("/where?q=1").header("x-in", "given").body(Full::<Bytes>::default()).unwrap();
             let got = send(&plugin, req).await;
-            assert_eq!(got.status, 200, "[{engine}] indirect: {indirect}");
-            assert_eq!(got.header("x-saw"), "given", "[{engine}] indirect: {indirect}");
-            assert_eq!(got.header("x-uri"), "/where?q=1", "[{engine}] indirect: {indirect}");
-            assert_eq!(got.header("x-echo-h-x-in"), "given", "[{engine}] the next handler got it too");
+            assert_eq!(got.status, 200, "indirect: {indirect}");
+            assert_eq!(got.header("x-saw"), "given", "indirect: {indirect}");
+            assert_eq!(got.header("x-uri"), "/where?q=1", "indirect: {indirect}");
+            assert_eq!(got.header("x-echo-h-x-in"), "given", "the next handler got it too");
         }
     }
 }

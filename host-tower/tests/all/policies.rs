@@ -30,47 +30,48 @@ async fn counts(plugin: &Plugin, n: usize) -> String {
     seen
 }
 
-#[tokio::test]
-async fn each_isolation_policy_shows_in_a_guest_global() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn each_isolation_policy_shows_in_a_guest_global(engine) {
         let plugin = |isolation| builder(engine).pool_size(1).isolation(isolation).build(counter()).unwrap();
-        assert_eq!(counts(&plugin(Isolation::Reuse), 6).await, "123456", "[{engine}] reuse");
-        assert_eq!(counts(&plugin(Isolation::PerRequest), 6).await, "111111", "[{engine}] per request");
+        assert_eq!(counts(&plugin(Isolation::Reuse), 6).await, "123456", "reuse");
+        assert_eq!(counts(&plugin(Isolation::PerRequest), 6).await, "111111", "per request");
         let recycled = plugin(Isolation::RecycleAfter(3));
-        assert_eq!(counts(&recycled, 7).await, "1231231", "[{engine}] recycle after 3");
+        assert_eq!(counts(&recycled, 7).await, "1231231", "recycle after 3");
         let m = recycled.metrics();
-        assert_eq!((m.instances_started, m.instances), (3, 1), "[{engine}] {m:?}");
+        assert_eq!((m.instances_started, m.instances), (3, 1), "{m:?}");
         let err = builder(engine).isolation(Isolation::RecycleAfter(0)).build(counter()).unwrap_err();
-        assert!(err.is_config(), "[{engine}] {err}");
+        assert!(err.is_config(), "{err}");
     }
 }
 
-#[tokio::test]
-async fn a_trap_discards_the_instance_whatever_the_policy() {
-    // Traps on the second request an instance serves.
-    let wasm = module(&format!(
-        r#"(global $n (mut i32) (i32.const 0))
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn a_trap_discards_the_instance_whatever_the_policy(engine) {
+        // Traps on the second request an instance serves.
+        let wasm = module(&format!(
+            r#"(global $n (mut i32) (i32.const 0))
   (func (export "handle_request") (result i64)
     (global.set $n (i32.add (global.get $n) (i32.const 1)))
     (if (i32.eq (global.get $n) (i32.const 2)) (then unreachable))
     (i64.const 1))
   {NOOP_RESPONSE}"#
-    ));
-    for (&engine, isolation) in engines().iter().flat_map(|e| [(e, Isolation::Reuse), (e, Isolation::RecycleAfter(10))])
-    {
-        let plugin = builder(engine).pool_size(1).isolation(isolation).build(&wasm).unwrap();
-        let mut got = Vec::new();
-        for _ in 0..4 {
-            got.push(send(&plugin, get("/")).await.status);
+        ));
+        for isolation in [Isolation::Reuse, Isolation::RecycleAfter(10)] {
+            let plugin = builder(engine).pool_size(1).isolation(isolation).build(&wasm).unwrap();
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.push(send(&plugin, get("/")).await.status);
+            }
+            // A fresh instance after the trap: its count starts again.
+            assert_eq!(got, [200, 500, 200, 500], "{isolation:?}");
+            let m = plugin.metrics();
+            assert_eq!(
+                (m.requests, m.request_failures, m.instances_started, m.instances),
+                (4, 2, 2, 0),
+                "{isolation:?} {m:?}"
+            );
         }
-        // A fresh instance after the trap: its count starts again.
-        assert_eq!(got, [200, 500, 200, 500], "[{engine}] {isolation:?}");
-        let m = plugin.metrics();
-        assert_eq!(
-            (m.requests, m.request_failures, m.instances_started, m.instances),
-            (4, 2, 2, 0),
-            "[{engine}] {m:?}"
-        );
     }
 }
 
@@ -111,60 +112,60 @@ fn trap_request(header: &str, body: &'static [u8]) -> http::Request<Full<Bytes>>
 
 const BODY: &[u8] = &[b'b'; 3000];
 
-#[tokio::test]
-async fn fail_open_hands_on_the_request_as_the_client_sent_it() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn fail_open_hands_on_the_request_as_the_client_sent_it(engine) {
         // buffer_request|buffer_response: what the guest read is kept.
         let plugin = builder(engine).failure_policy(FailurePolicy::Open).build(rewriter_then_trap(3)).unwrap();
         let got = send(&plugin, trap_request("x-trap", BODY)).await;
-        assert_eq!(got.status, 200, "[{engine}] {got:?}");
-        assert_eq!(got.header("x-echo-uri"), "/original", "[{engine}] the guest's URI is undone");
-        assert!(got.headers.get("x-echo-h-x-added").is_none(), "[{engine}] the guest's header is undone");
-        assert_eq!(&got.body[..], BODY, "[{engine}] the whole body, the part the guest read included");
-        assert_eq!(got.header("x-echo-cl"), "3000", "[{engine}]");
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(got.header("x-echo-uri"), "/original", "the guest's URI is undone");
+        assert!(got.headers.get("x-echo-h-x-added").is_none(), "the guest's header is undone");
+        assert_eq!(&got.body[..], BODY, "the whole body, the part the guest read included");
+        assert_eq!(got.header("x-echo-cl"), "3000");
 
         // A trap in handle_response: the next handler's response as it came.
         let got = send(&plugin, trap_request("x-trap-late", BODY)).await;
-        assert_eq!(got.status, 200, "[{engine}]");
-        assert_eq!(got.header("x-echo-uri"), "/changed", "[{engine}] the request went through the guest");
-        assert!(got.headers.get("x-added").is_none(), "[{engine}] the guest's response header is undone");
-        assert_eq!(&got.body[..], BODY, "[{engine}] the whole response body");
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("x-echo-uri"), "/changed", "the request went through the guest");
+        assert!(got.headers.get("x-added").is_none(), "the guest's response header is undone");
+        assert_eq!(&got.body[..], BODY, "the whole response body");
 
         let m = plugin.metrics();
         assert_eq!(
             (m.requests, m.failed_open, m.request_failures, m.response_failures, m.next_calls),
             (2, 2, 1, 1, 1),
-            "[{engine}] {m:?}"
+            "{m:?}"
         );
     }
 }
 
-#[tokio::test]
-async fn fail_open_stays_closed_when_the_guest_consumed_the_body() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn fail_open_stays_closed_when_the_guest_consumed_the_body(engine) {
         // No buffer_request: the 1 KiB the guest read is gone.
         let plugin = builder(engine).failure_policy(FailurePolicy::Open).build(rewriter_then_trap(0)).unwrap();
         let got = send(&plugin, trap_request("x-trap", BODY)).await;
-        assert_eq!(got.status, 500, "[{engine}]");
-        assert!(got.headers.get("x-echo-uri").is_none(), "[{engine}]");
+        assert_eq!(got.status, 500);
+        assert!(got.headers.get("x-echo-uri").is_none());
         // Without a body, nothing was consumed: open.
         let got = send(&plugin, trap_request("x-trap", b"")).await;
-        assert_eq!(got.status, 200, "[{engine}]");
-        assert_eq!(got.header("x-echo-uri"), "/original", "[{engine}]");
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("x-echo-uri"), "/original");
         let m = plugin.metrics();
-        assert_eq!((m.request_failures, m.failed_open), (2, 1), "[{engine}] {m:?}");
+        assert_eq!((m.request_failures, m.failed_open), (2, 1), "{m:?}");
     }
 }
 
-#[tokio::test]
-async fn fail_closed_is_the_default() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn fail_closed_is_the_default(engine) {
         let plugin = load(engine, &rewriter_then_trap(3));
         assert_eq!(plugin.failure_policy(), FailurePolicy::Closed);
         for header in ["x-trap", "x-trap-late"] {
-            assert_eq!(send(&plugin, trap_request(header, BODY)).await.status, 500, "[{engine}] {header}");
+            assert_eq!(send(&plugin, trap_request(header, BODY)).await.status, 500, "{header}");
         }
-        assert_eq!(plugin.metrics().failed_open, 0, "[{engine}]");
+        assert_eq!(plugin.metrics().failed_open, 0);
     }
 }
 
@@ -188,16 +189,16 @@ fn gated(
     })
 }
 
-#[tokio::test]
-async fn pool_timeouts_are_counted_and_may_fail_open() {
-    let wasm = module(&format!(
-        r#"(data (i32.const 0) "x-guest")
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn pool_timeouts_are_counted_and_may_fail_open(engine) {
+        let wasm = module(&format!(
+            r#"(data (i32.const 0) "x-guest")
   (func (export "handle_request") (result i64)
     (call $set_header_value (i32.const 0) (i32.const 0) (i32.const 7) (i32.const 0) (i32.const 7))
     (i64.const 1))
   {NOOP_RESPONSE}"#
-    ));
-    for &engine in engines() {
+        ));
         for policy in [FailurePolicy::Closed, FailurePolicy::Open] {
             let plugin = builder(engine)
                 .pool_size(1)
@@ -220,40 +221,40 @@ async fn pool_timeouts_are_counted_and_may_fail_open() {
             });
             let second = second.await.unwrap();
             let first = held.await.unwrap().unwrap();
-            assert_eq!(first.status(), 200, "[{engine}] {policy:?}");
+            assert_eq!(first.status(), 200, "{policy:?}");
             match policy {
-                FailurePolicy::Closed => assert_eq!(second.status(), 503, "[{engine}]"),
+                FailurePolicy::Closed => assert_eq!(second.status(), 503),
                 _ => {
-                    assert_eq!(second.status(), 200, "[{engine}]");
-                    assert!(second.headers().get("x-echo-h-x-guest").is_none(), "[{engine}] the filter was skipped");
+                    assert_eq!(second.status(), 200);
+                    assert!(second.headers().get("x-echo-h-x-guest").is_none(), "the filter was skipped");
                 }
             }
             let m = plugin.metrics();
-            assert_eq!((m.pool_waits, m.pool_timeouts), (1, 1), "[{engine}] {policy:?} {m:?}");
+            assert_eq!((m.pool_waits, m.pool_timeouts), (1, 1), "{policy:?} {m:?}");
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deadline_hits_and_short_circuits_are_counted() {
-    let wasm = module(&format!(
-        r#"(data (i32.const 0) "x-loop")
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deadline_hits_and_short_circuits_are_counted(engine) {
+        let wasm = module(&format!(
+            r#"(data (i32.const 0) "x-loop")
   (func (export "handle_request") (result i64)
     (if (i64.ne (call $get_header_values (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 2048) (i32.const 100)) (i64.const 0))
       (then (loop $l (br $l))))
     (i64.const 0))
   {NOOP_RESPONSE}"#
-    ));
-    for &engine in engines() {
+        ));
         let plugin = builder(engine).deadline(Duration::from_millis(50)).build(&wasm).unwrap();
         assert_eq!(send(&plugin, get("/")).await.status, 200);
         let req = http::Request::get("/").header("x-loop", "1").body(Full::<Bytes>::default()).unwrap();
-        assert_eq!(send(&plugin, req).await.status, 500, "[{engine}]");
+        assert_eq!(send(&plugin, req).await.status, 500);
         let m = plugin.metrics();
         assert_eq!(
             (m.requests, m.short_circuits, m.next_calls, m.deadline_hits, m.request_failures),
             (2, 1, 0, 1, 1),
-            "[{engine}] {m:?}"
+            "{m:?}"
         );
         let names: Vec<&str> = m.iter().map(|(name, ..)| name).collect();
         assert!(names.contains(&"deadline_hits") && names.contains(&"instances"), "{names:?}");
@@ -309,17 +310,17 @@ impl metrics::Recorder for Recorded {
     }
 }
 
-#[tokio::test]
-async fn counters_reach_the_metrics_facade() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn counters_reach_the_metrics_facade(engine) {
         let plugin = builder(engine).name("counted").pool_size(1).build(counter()).unwrap();
         counts(&plugin, 3).await;
         let recorder = Recorded::default();
         metrics::with_local_recorder(&recorder, || plugin.record_metrics());
         let seen = recorder.0.lock().unwrap().clone();
-        assert_eq!(seen.get("http_wasm_requests_total{filter=counted}"), Some(&3.0), "[{engine}] {seen:?}");
-        assert_eq!(seen.get("http_wasm_short_circuits_total{filter=counted}"), Some(&3.0), "[{engine}] {seen:?}");
-        assert_eq!(seen.get("http_wasm_instances{filter=counted}"), Some(&1.0), "[{engine}] {seen:?}");
-        assert_eq!(seen.len(), plugin.metrics().iter().count(), "[{engine}] every figure");
+        assert_eq!(seen.get("http_wasm_requests_total{filter=counted}"), Some(&3.0), "{seen:?}");
+        assert_eq!(seen.get("http_wasm_short_circuits_total{filter=counted}"), Some(&3.0), "{seen:?}");
+        assert_eq!(seen.get("http_wasm_instances{filter=counted}"), Some(&1.0), "{seen:?}");
+        assert_eq!(seen.len(), plugin.metrics().iter().count(), "every figure");
     }
 }

@@ -19,9 +19,9 @@ pub fn versioned(version: char) -> Vec<u8> {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_under_traffic_fails_no_request() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reload_under_traffic_fails_no_request(engine) {
         let plugin = builder(engine).pool_size(4).build(versioned('a')).unwrap();
         let svc = tower::ServiceBuilder::new().layer(HttpWasmLayer::new(plugin.clone())).service_fn(echo);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -54,23 +54,23 @@ async fn reload_under_traffic_fails_no_request() {
         for client in clients {
             for (status, version) in client.await.unwrap() {
                 total += 1;
-                assert_eq!(status, 200, "[{engine}]");
-                assert!(version == "a" || version == "b", "[{engine}] {version}");
+                assert_eq!(status, 200);
+                assert!(version == "a" || version == "b", "{version}");
             }
         }
-        assert!(total > 0, "[{engine}]");
+        assert!(total > 0);
         // The last reload loaded 'a': every new request sees it.
         let got = send(&plugin, get("/")).await;
-        assert_eq!(got.header("x-version"), "a", "[{engine}]");
+        assert_eq!(got.header("x-version"), "a");
         let m = plugin.metrics();
-        assert_eq!((m.reloads, m.reload_failures), (6, 6), "[{engine}] {m:?}");
-        assert_eq!(m.request_failures + m.response_failures, 0, "[{engine}] {m:?}");
+        assert_eq!((m.reloads, m.reload_failures), (6, 6), "{m:?}");
+        assert_eq!(m.request_failures + m.response_failures, 0, "{m:?}");
     }
 }
 
-#[tokio::test]
-async fn a_request_in_flight_finishes_on_the_old_module() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn a_request_in_flight_finishes_on_the_old_module(engine) {
         let plugin = builder(engine).build(versioned('a')).unwrap();
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let g = gate.clone();
@@ -89,27 +89,27 @@ async fn a_request_in_flight_finishes_on_the_old_module() {
         plugin.reload(versioned('b')).unwrap();
         gate.add_permits(10);
         let fresh = svc.oneshot(get("/fresh")).await.unwrap();
-        assert_eq!(fresh.headers()["x-version"], "b", "[{engine}]");
+        assert_eq!(fresh.headers()["x-version"], "b");
         let held = held.await.unwrap().unwrap();
-        assert_eq!(held.headers()["x-version"], "a", "[{engine}] the old module finished the request it began");
+        assert_eq!(held.headers()["x-version"], "a", "the old module finished the request it began");
         // The old module's instances are gone once its last request ended.
-        assert_eq!(plugin.metrics().instances, 1, "[{engine}] {:?}", plugin.metrics());
+        assert_eq!(plugin.metrics().instances, 1, "{:?}", plugin.metrics());
     }
 }
 
-#[tokio::test]
-async fn a_reload_whose_start_fails_keeps_the_old_module() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn a_reload_whose_start_fails_keeps_the_old_module(engine) {
         let plugin = load(engine, &versioned('a'));
         let trapping_start = module(&format!(
             r#"(func (export "_start") unreachable)
   (func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#
         ));
-        assert!(plugin.reload(&trapping_start).unwrap_err().is_start(), "[{engine}]");
+        assert!(plugin.reload(&trapping_start).unwrap_err().is_start());
         let wrong_abi = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
-        assert!(plugin.reload(&wrong_abi).unwrap_err().is_abi(), "[{engine}]");
+        assert!(plugin.reload(&wrong_abi).unwrap_err().is_abi());
         let got = send(&plugin, get("/")).await;
-        assert_eq!((got.status, got.header("x-version")), (200, "a"), "[{engine}]");
-        assert_eq!(plugin.metrics().reload_failures, 2, "[{engine}]");
+        assert_eq!((got.status, got.header("x-version")), (200, "a"));
+        assert_eq!(plugin.metrics().reload_failures, 2);
     }
 }

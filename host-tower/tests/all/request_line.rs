@@ -15,35 +15,35 @@ fn copy_to_header(getter: &str) -> Vec<u8> {
     ))
 }
 
-#[tokio::test]
-async fn get_method_reports_every_method() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn get_method_reports_every_method(engine) {
         let plugin = load(engine, &copy_to_header("get_method"));
         for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] {
             let req = http::Request::builder().method(m).uri("/").body(Full::default()).unwrap();
             let got = send(&plugin, req).await;
-            assert_eq!(got.header("x-out"), m, "[{engine}]");
+            assert_eq!(got.header("x-out"), m);
         }
     }
 }
 
-#[tokio::test]
-async fn get_uri_is_encoded_path_and_query() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn get_uri_is_encoded_path_and_query(engine) {
         let plugin = load(engine, &copy_to_header("get_uri"));
         for uri in ["/", "/v1.0/hi", "/v1.0/hello?name=teddy", "/disney?name=chip%26dale", "/%E2%9C%93?q=%20"] {
             let got = send(&plugin, get(uri)).await;
-            assert_eq!(got.header("x-out"), uri, "[{engine}]");
+            assert_eq!(got.header("x-out"), uri);
         }
         // An absolute-form target reports only path and query.
         let got = send(&plugin, get("http://example.com/a?b")).await;
-        assert_eq!(got.header("x-out"), "/a?b", "[{engine}]");
+        assert_eq!(got.header("x-out"), "/a?b");
     }
 }
 
-#[tokio::test]
-async fn get_protocol_version_follows_the_request() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn get_protocol_version_follows_the_request(engine) {
         let plugin = load(engine, &copy_to_header("get_protocol_version"));
         for (v, s) in [
             (http::Version::HTTP_10, "HTTP/1.0"),
@@ -51,14 +51,14 @@ async fn get_protocol_version_follows_the_request() {
             (http::Version::HTTP_2, "HTTP/2.0"),
         ] {
             let req = http::Request::builder().version(v).uri("/").body(Full::default()).unwrap();
-            assert_eq!(send(&plugin, req).await.header("x-out"), s, "[{engine}]");
+            assert_eq!(send(&plugin, req).await.header("x-out"), s);
         }
     }
 }
 
-#[tokio::test]
-async fn set_method_and_set_uri_reach_next() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn set_method_and_set_uri_reach_next(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 0) "PATCH")
   (data (i32.const 16) "/disney?name=chip%26dale")
@@ -69,14 +69,14 @@ async fn set_method_and_set_uri_reach_next() {
   {NOOP_RESPONSE}"#
         ));
         let got = send(&load(engine, &wasm), get("/old?x=1")).await;
-        assert_eq!(got.header("x-echo-method"), "PATCH", "[{engine}]");
-        assert_eq!(got.header("x-echo-uri"), "/disney?name=chip%26dale", "[{engine}]");
+        assert_eq!(got.header("x-echo-method"), "PATCH");
+        assert_eq!(got.header("x-echo-uri"), "/disney?name=chip%26dale");
     }
 }
 
-#[tokio::test]
-async fn set_uri_empty_means_root() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn set_uri_empty_means_root(engine) {
         let wasm = module(&format!(
             r#"(func (export "handle_request") (result i64)
     (call $set_uri (i32.const 0) (i32.const 0))
@@ -84,13 +84,13 @@ async fn set_uri_empty_means_root() {
   {NOOP_RESPONSE}"#
         ));
         let got = send(&load(engine, &wasm), get("/some/path?q")).await;
-        assert_eq!(got.header("x-echo-uri"), "/", "[{engine}]");
+        assert_eq!(got.header("x-echo-uri"), "/");
     }
 }
 
-#[tokio::test]
-async fn invalid_method_and_uri_are_guest_errors() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn invalid_method_and_uri_are_guest_errors(engine) {
         for call in [
             "(call $set_method (i32.const 0) (i32.const 0))",
             "(call $set_method (i32.const 0) (i32.const 3))",
@@ -102,15 +102,15 @@ async fn invalid_method_and_uri_are_guest_errors() {
   {NOOP_RESPONSE}"#
             ));
             let got = send(&load(engine, &wasm), get("/")).await;
-            assert_eq!(got.status, 500, "[{engine}] {call}");
-            assert_eq!(&got.body[..], b"Internal Server Error\n", "[{engine}] no detail leaks");
+            assert_eq!(got.status, 500, "{call}");
+            assert_eq!(&got.body[..], b"Internal Server Error\n", "no detail leaks");
         }
     }
 }
 
-#[tokio::test]
-async fn get_config_returns_raw_bytes() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn get_config_returns_raw_bytes(engine) {
         let wasm = module(&format!(
             r#"(func (export "handle_request") (result i64) (local $n i32)
     (local.set $n (call $get_config (i32.const 2048) (i32.const 4096)))
@@ -121,16 +121,16 @@ async fn get_config_returns_raw_bytes() {
         let config: &[u8] = b"{\"a\":1}\xff\x00\x01";
         let plugin = builder(engine).config(config.to_vec()).build(&wasm).unwrap();
         let got = send(&plugin, get("/")).await;
-        assert_eq!(&got.body[..], config, "[{engine}]");
-        assert_eq!(got.header("content-length"), "10", "[{engine}]");
+        assert_eq!(&got.body[..], config);
+        assert_eq!(got.header("content-length"), "10");
     }
 }
 
-#[tokio::test]
-async fn buffer_limit_protocol_for_every_reader() {
-    // For each reader: limit 0 and one byte short write nothing and return
-    // the full length; an exact limit writes the value.
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn buffer_limit_protocol_for_every_reader(engine) {
+        // For each reader: limit 0 and one byte short write nothing and return
+        // the full length; an exact limit writes the value.
         for (getter, expect) in [
             ("get_method", "GET"),
             ("get_uri", "/abc?d=e"),
@@ -156,15 +156,15 @@ async fn buffer_limit_protocol_for_every_reader() {
             let mut req = get("/abc?d=e");
             req.extensions_mut().insert(tower_http_wasm::SourceAddr("10.0.0.1:1234".parse().unwrap()));
             let got = send(&plugin, req).await;
-            assert_eq!(got.status, 200, "[{engine}] {getter}: {:?}", got.body);
-            assert_eq!(got.header("x-out"), expect, "[{engine}] {getter}");
+            assert_eq!(got.status, 200, "{getter}: {:?}", got.body);
+            assert_eq!(got.header("x-out"), expect, "{getter}");
         }
     }
 }
 
-#[tokio::test]
-async fn features_unknown_bits_not_reported_and_per_request_scope() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn features_unknown_bits_not_reported_and_per_request_scope(engine) {
         // Module level: the start function enables buffer_response.
         // Per request: buffer_request, only for that request.
         let wasm = module(&format!(
@@ -184,15 +184,15 @@ async fn features_unknown_bits_not_reported_and_per_request_scope() {
   {NOOP_RESPONSE}"#
         ));
         let plugin = builder(engine).pool_size(1).build(&wasm).unwrap();
-        assert_eq!(plugin.module_features(), tower_http_wasm::Features::BUFFER_RESPONSE, "[{engine}]");
-        assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}] first");
-        assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}] second");
+        assert_eq!(plugin.module_features(), tower_http_wasm::Features::BUFFER_RESPONSE);
+        assert_eq!(send(&plugin, get("/")).await.status, 200, "first");
+        assert_eq!(send(&plugin, get("/")).await.status, 200, "second");
     }
 }
 
-#[tokio::test]
-async fn features_the_host_disallows_are_not_granted() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn features_the_host_disallows_are_not_granted(engine) {
         let wasm = module(&format!(
             r#"(func (export "handle_request") (result i64)
     (call $assert (i32.eq (call $enable_features (i32.const 7)) (i32.const 3)))
@@ -203,14 +203,14 @@ async fn features_the_host_disallows_are_not_granted() {
             .features(tower_http_wasm::Features::BUFFER_REQUEST | tower_http_wasm::Features::BUFFER_RESPONSE)
             .build(&wasm)
             .unwrap();
-        assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}]");
+        assert_eq!(send(&plugin, get("/")).await.status, 200);
     }
 }
 
-#[tokio::test]
-async fn log_enabled_follows_the_configured_level() {
-    use tower_http_wasm::LogLevel;
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn log_enabled_follows_the_configured_level(engine) {
+        use tower_http_wasm::LogLevel;
         let wasm = module(&format!(
             r#"(data (i32.const 0) "hello from the guest")
   (func (export "handle_request") (result i64)
@@ -228,6 +228,6 @@ async fn log_enabled_follows_the_configured_level() {
   {NOOP_RESPONSE}"#
         ));
         let plugin = builder(engine).log_level(LogLevel::Warn).build(&wasm).unwrap();
-        assert_eq!(send(&plugin, get("/")).await.status, 200, "[{engine}]");
+        assert_eq!(send(&plugin, get("/")).await.status, 200);
     }
 }

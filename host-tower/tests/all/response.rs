@@ -6,9 +6,9 @@ use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_http_wasm::HttpWasmLayer;
 
-#[tokio::test]
-async fn short_circuit_sends_the_guests_response() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn short_circuit_sends_the_guests_response(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 0) "x-guest")
   (data (i32.const 16) "hello")
@@ -20,17 +20,17 @@ async fn short_circuit_sends_the_guests_response() {
   {NOOP_RESPONSE}"#
         ));
         let got = send(&load(engine, &wasm), get("/")).await;
-        assert_eq!(got.status, 418, "[{engine}]");
-        assert_eq!(got.header("x-guest"), "hello", "[{engine}]");
-        assert_eq!(&got.body[..], b"hello", "[{engine}]");
-        assert!(got.headers.get("x-echo-uri").is_none(), "[{engine}] next must not run");
-        assert!(got.headers.get("content-type").is_none(), "[{engine}] nothing invented");
+        assert_eq!(got.status, 418);
+        assert_eq!(got.header("x-guest"), "hello");
+        assert_eq!(&got.body[..], b"hello");
+        assert!(got.headers.get("x-echo-uri").is_none(), "next must not run");
+        assert!(got.headers.get("content-type").is_none(), "nothing invented");
     }
 }
 
-#[tokio::test]
-async fn guest_status_and_body_before_next_survive_an_empty_200() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn guest_status_and_body_before_next_survive_an_empty_200(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 16) "from guest")
   (func (export "handle_request") (result i64)
@@ -40,9 +40,9 @@ async fn guest_status_and_body_before_next_survive_an_empty_200() {
   {NOOP_RESPONSE}"#
         ));
         let got = send(&load(engine, &wasm), get("/")).await;
-        assert_eq!(got.status, 201, "[{engine}]");
-        assert_eq!(&got.body[..], b"from guest", "[{engine}]");
-        assert_eq!(got.header("x-echo-uri"), "/", "[{engine}] next ran");
+        assert_eq!(got.status, 201);
+        assert_eq!(&got.body[..], b"from guest");
+        assert_eq!(got.header("x-echo-uri"), "/", "next ran");
     }
 }
 
@@ -68,21 +68,21 @@ fn rewriter() -> Vec<u8> {
     )
 }
 
-#[tokio::test]
-async fn buffer_response_reads_and_rewrites_status_headers_body() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn buffer_response_reads_and_rewrites_status_headers_body(engine) {
         let got = send(&load(engine, &rewriter()), post("/", "hello")).await;
-        assert_eq!(got.status, 202, "[{engine}]");
-        assert_eq!(&got.body[..], b"[hello]", "[{engine}]");
-        assert_eq!(got.header("content-length"), "7", "[{engine}]");
-        assert_eq!(got.header("x-ctx"), "seven", "[{engine}]");
-        assert_eq!(got.header("x-echo-len"), "5", "[{engine}] inner headers kept");
+        assert_eq!(got.status, 202);
+        assert_eq!(&got.body[..], b"[hello]");
+        assert_eq!(got.header("content-length"), "7");
+        assert_eq!(got.header("x-ctx"), "seven");
+        assert_eq!(got.header("x-echo-len"), "5", "inner headers kept");
     }
 }
 
-#[tokio::test]
-async fn buffer_response_read_only_keeps_the_original_bytes() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn buffer_response_read_only_keeps_the_original_bytes(engine) {
         let wasm = module(
             r#"(func (export "handle_request") (result i64)
     (drop (call $enable_features (i32.const 2)))
@@ -94,13 +94,13 @@ async fn buffer_response_read_only_keeps_the_original_bytes() {
         );
         let body: Bytes = vec![7u8; 50_000].into();
         let got = send(&load(engine, &wasm), post("/", body.clone())).await;
-        assert_eq!(got.body, body, "[{engine}]");
+        assert_eq!(got.body, body);
     }
 }
 
-#[tokio::test]
-async fn response_changes_after_next_need_buffer_response() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn response_changes_after_next_need_buffer_response(engine) {
         for call in [
             "(call $set_status_code (i32.const 500))",
             "(call $set_header_value (i32.const 1) (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 3))",
@@ -114,15 +114,15 @@ async fn response_changes_after_next_need_buffer_response() {
   (func (export "handle_response") (param i32 i32) {call})"#
             ));
             let got = send(&load(engine, &wasm), get("/")).await;
-            assert_eq!(got.status, 500, "[{engine}] {call}");
-            assert_eq!(&got.body[..], b"Internal Server Error\n", "[{engine}] {call}");
+            assert_eq!(got.status, 500, "{call}");
+            assert_eq!(&got.body[..], b"Internal Server Error\n", "{call}");
         }
     }
 }
 
-#[tokio::test]
-async fn is_error_reaches_handle_response_when_next_fails() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn is_error_reaches_handle_response_when_next_fails(engine) {
         // handle_response records is_error; the next request reports it.
         let wasm = module(
             r#"(global $last (mut i32) (i32.const 9))
@@ -143,19 +143,19 @@ async fn is_error_reaches_handle_response_when_next_fails() {
             },
         );
         let res = svc.clone().oneshot(get("/ok")).await.unwrap();
-        assert_eq!(res.headers()["x-out"], "9", "[{engine}] nothing recorded yet");
-        assert_eq!(svc.clone().oneshot(get("/fail")).await.unwrap_err(), "inner failed", "[{engine}]");
+        assert_eq!(res.headers()["x-out"], "9", "nothing recorded yet");
+        assert_eq!(svc.clone().oneshot(get("/fail")).await.unwrap_err(), "inner failed");
         let res = svc.clone().oneshot(get("/ok")).await.unwrap();
-        assert_eq!(res.headers()["x-out"], "1", "[{engine}] is_error was 1");
+        assert_eq!(res.headers()["x-out"], "1", "is_error was 1");
         let res = svc.clone().oneshot(get("/ok")).await.unwrap();
-        assert_eq!(res.headers()["x-out"], "0", "[{engine}] is_error was 0");
+        assert_eq!(res.headers()["x-out"], "0", "is_error was 0");
         let _ = res.into_body().collect().await;
     }
 }
 
-#[tokio::test]
-async fn head_204_and_304_responses_carry_no_guest_body() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn head_204_and_304_responses_carry_no_guest_body(engine) {
         for (method, status) in [("HEAD", 200), ("GET", 204), ("GET", 304)] {
             let wasm = module(&format!(
                 r#"(data (i32.const 16) "a body that must not be sent")
@@ -167,9 +167,9 @@ async fn head_204_and_304_responses_carry_no_guest_body() {
             ));
             let req = http::Request::builder().method(method).uri("/").body(Full::<Bytes>::default()).unwrap();
             let got = send(&load(engine, &wasm), req).await;
-            assert_eq!(got.status, status, "[{engine}] {method} {status}");
-            assert!(got.body.is_empty(), "[{engine}] {method} {status}");
-            assert!(got.headers.get("content-length").is_none(), "[{engine}] {method} {status}");
+            assert_eq!(got.status, status, "{method} {status}");
+            assert!(got.body.is_empty(), "{method} {status}");
+            assert!(got.headers.get("content-length").is_none(), "{method} {status}");
         }
     }
 }

@@ -58,35 +58,35 @@ fn connection_guest() -> Vec<u8> {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn protocol_source_and_host_over_http1_and_http2() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn protocol_source_and_host_over_http1_and_http2(engine) {
         let addr = serve(load(engine, &connection_guest())).await;
         for (http2, proto) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
             let uri = format!("http://{addr}/x?y=1");
             let req = http::Request::post(&uri).body(Full::new(Bytes::from("body"))).unwrap();
             let res = client(http2).request(req).await.unwrap();
             let h = |n: &str| res.headers()[n].to_str().unwrap().to_string();
-            assert_eq!(res.status(), 200, "[{engine}] {proto}");
-            assert_eq!(h("x-proto"), proto, "[{engine}]");
+            assert_eq!(res.status(), 200, "{proto}");
+            assert_eq!(h("x-proto"), proto);
             let source: SocketAddr = h("x-source").parse().unwrap();
-            assert_eq!(source.ip().to_string(), "127.0.0.1", "[{engine}] {proto}");
-            assert_eq!(h("x-host"), addr.to_string(), "[{engine}] {proto}: host reported for HTTP/2 too");
+            assert_eq!(source.ip().to_string(), "127.0.0.1", "{proto}");
+            assert_eq!(h("x-host"), addr.to_string(), "{proto}: host reported for HTTP/2 too");
             assert_eq!(
                 h("x-echo-uri").rsplit_once('/').map(|(_, t)| t.to_string()).unwrap(),
                 "x?y=1",
-                "[{engine}] {proto}"
+                "{proto}"
             );
-            assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"body", "[{engine}] {proto}");
+            assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"body", "{proto}");
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streaming_body_read_over_the_network_does_not_stall() {
-    // The guest reads a body that is still arriving (no buffer_request):
-    // the read waits without blocking the runtime, and next gets the rest.
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streaming_body_read_over_the_network_does_not_stall(engine) {
+        // The guest reads a body that is still arriving (no buffer_request):
+        // the read waits without blocking the runtime, and next gets the rest.
         let wasm = module(&format!(
             r#"(func (export "handle_request") (result i64) (local $r i64)
     (local.set $r (call $read_body (i32.const 0) (i32.const 65536) (i32.const 10)))
@@ -107,14 +107,14 @@ async fn streaming_body_read_over_the_network_does_not_stall() {
         tx.send(Ok(http_body::Frame::data(Bytes::from("0123456789abcdef")))).await.unwrap();
         drop(tx);
         let res = pending.await.unwrap().unwrap();
-        assert_eq!(res.status(), 200, "[{engine}]");
-        assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"abcdef", "[{engine}]");
+        assert_eq!(res.status(), 200);
+        assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"abcdef");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn axum_router_layer_without_handle_error_layer() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn axum_router_layer_without_handle_error_layer(engine) {
         let wasm = module(&format!(
             r#"(data (i32.const 0) "x-guest")
   (func (export "handle_request") (result i64)
@@ -129,9 +129,9 @@ async fn axum_router_layer_without_handle_error_layer() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let res = client(false).get(format!("http://{addr}/hello").parse().unwrap()).await.unwrap();
-        assert_eq!(res.status(), 200, "[{engine}]");
-        assert_eq!(res.headers()["x-guest"], "x-guest", "[{engine}]");
-        assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"hello from axum", "[{engine}]");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-guest"], "x-guest");
+        assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"hello from axum");
     }
 }
 

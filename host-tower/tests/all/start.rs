@@ -21,9 +21,9 @@ fn wasi_module(body: &str) -> Vec<u8> {
     wat::parse_str(&text).unwrap()
 }
 
-#[test]
-fn command_that_exits_zero_loads() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[test]
+    fn command_that_exits_zero_loads(engine) {
         let wasm = wasi_module(
             r#"(data (i32.const 100) "started\n")
   (func (export "_start")
@@ -39,14 +39,14 @@ fn command_that_exits_zero_loads() {
     (call $proc_exit (i32.const 0)))
   (func (export "handle_request") (result i64) (i64.const 1))"#,
         );
-        let plugin = builder(engine).env("MODE", "test").build(&wasm).unwrap_or_else(|e| panic!("[{engine}] {e}"));
-        assert_eq!(plugin.module_features(), tower_http_wasm::Features::BUFFER_REQUEST, "[{engine}]");
+        let plugin = builder(engine).env("MODE", "test").build(&wasm).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plugin.module_features(), tower_http_wasm::Features::BUFFER_REQUEST);
     }
 }
 
-#[test]
-fn failing_starts_are_load_errors() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[test]
+    fn failing_starts_are_load_errors(engine) {
         for body in [
             r#"(func (export "_start") (call $proc_exit (i32.const 3)))"#,
             r#"(func (export "_start") unreachable)"#,
@@ -54,21 +54,21 @@ fn failing_starts_are_load_errors() {
         ] {
             let wasm = wasi_module(&format!(r#"{body} (func (export "handle_request") (result i64) (i64.const 1))"#));
             let err = builder(engine).build(&wasm).unwrap_err();
-            assert!(err.is_start(), "[{engine}] {body}: {err}");
+            assert!(err.is_start(), "{body}: {err}");
         }
     }
 }
 
-#[tokio::test]
-async fn reactor_initialize_runs_once_before_requests() {
-    for &engine in engines() {
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn reactor_initialize_runs_once_before_requests(engine) {
         let wasm = wasi_module(
             r#"(global $ready (mut i32) (i32.const 0))
   (func (export "_initialize") (global.set $ready (i32.const 1)))
   (func (export "handle_request") (result i64) (call $assert (global.get $ready)) (i64.const 1))"#,
         );
         let got = send(&load(engine, &wasm), get("/")).await;
-        assert_eq!(got.status, 200, "[{engine}]");
+        assert_eq!(got.status, 200);
     }
 }
 
