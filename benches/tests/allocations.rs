@@ -4,9 +4,10 @@
 //! A counting wrapper around the system allocator counts every allocation
 //! (`alloc`, `alloc_zeroed` and `realloc` each count one) on every thread,
 //! which is what we want: on wasmer a guest call runs on the instance's own
-//! thread, and its allocations belong to the request. The file holds a
-//! single test so that no other test allocates meanwhile, and nothing is
-//! printed (captured output allocates) while counting.
+//! thread, and its allocations belong to the request. The file holds one
+//! test per engine, which take turns ([`ALONE`]) so that no other test
+//! allocates meanwhile, and nothing is printed (captured output allocates)
+//! while counting.
 //!
 //! `cargo test -p http-wasm-benches --test allocations -- --nocapture`
 //! prints the figures.
@@ -151,15 +152,19 @@ fn request_copy(reads_request: bool, headers: bool) -> f64 {
 /// half an allocation per request covers that, not one more per request.
 const SLACK: f64 = 0.5;
 
-#[test]
-fn allocations_per_request() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let native = ServiceBuilder::new().layer(PassThroughLayer).service_fn(empty_ok);
-    let mut rows = Vec::new();
-    for headers in [false, true] {
-        let base = per_request(&rt, &native, headers);
-        rows.push(("native".to_string(), headers, base));
-        for &engine in Engine::ALL {
+/// Held by the test that counts: the per-engine tests run one at a time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+tower_http_wasm::per_engine! {
+    #[test]
+    fn allocations_per_request(engine) {
+        let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let native = ServiceBuilder::new().layer(PassThroughLayer).service_fn(empty_ok);
+        let mut rows = Vec::new();
+        for headers in [false, true] {
+            let base = per_request(&rt, &native, headers);
+            rows.push(("native".to_string(), headers, base));
             for (reads, wasm) in [(false, noop_guest(true)), (true, reading_guest())] {
                 let plugin = Plugin::builder().engine(engine).pool_size(1).build(wasm).expect("guest loads");
                 let svc = ServiceBuilder::new().layer(HttpWasmLayer::new(plugin)).service_fn(empty_ok);
@@ -176,11 +181,11 @@ fn allocations_per_request() {
                 );
             }
         }
-    }
-    println!("allocations per request, no-op guest that calls next ({REQUESTS} warm requests):");
-    println!("{:<34} {:<9} {:>12} {:>10}", "path", "headers", "allocations", "bytes");
-    for (path, headers, (allocs, bytes)) in rows {
-        let headers = if headers { "3" } else { "none" };
-        println!("{path:<34} {headers:<9} {allocs:>12.2} {bytes:>10.0}");
+        println!("allocations per request, no-op guest that calls next ({REQUESTS} warm requests):");
+        println!("{:<34} {:<9} {:>12} {:>10}", "path", "headers", "allocations", "bytes");
+        for (path, headers, (allocs, bytes)) in rows {
+            let headers = if headers { "3" } else { "none" };
+            println!("{path:<34} {headers:<9} {allocs:>12.2} {bytes:>10.0}");
+        }
     }
 }

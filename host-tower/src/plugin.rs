@@ -211,15 +211,20 @@ impl PluginBuilder {
     /// `handle_request` or `handle_response`. A call past it is stopped
     /// (wasmtime: epoch interruption, checked every 10 ms; wasmer: an
     /// interrupt signal) and the request gets the failure response (a load
-    /// error for start). Time the guest spends waiting inside a host call
-    /// (a body still arriving) does not count. Default: 1 s.
+    /// error for start). Known gap: time the guest spends waiting inside
+    /// `read_body` for a body that is still arriving counts too, so a
+    /// client that pauses longer than the deadline mid-body fails the call;
+    /// keep the deadline above the pauses you accept, or buffer the request
+    /// (a module that enables `buffer_request` at start has its body
+    /// collected before the guest runs). Default: 1 s.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
     }
 
-    /// The most bytes of linear memory one instance may grow to. On
-    /// wasmtime a `memory.grow` past it traps (`StoreLimits`). On wasmer
+    /// The most bytes of linear memory one instance may grow to (a module
+    /// has one memory: `multi-memory` is refused at load). On wasmtime a
+    /// `memory.grow` past it traps (a resource limiter per store). On wasmer
     /// (whose limits need `unsafe` tunables) the module's memory maximum is
     /// lowered to it before compiling, so a `memory.grow` past it fails as
     /// the wasm specification says (it returns -1; a Rust or TinyGo guest's
@@ -230,10 +235,10 @@ impl PluginBuilder {
         self
     }
 
-    /// The most elements one table of an instance may grow to; a
+    /// The most elements the tables of one instance may hold together; a
     /// `table.grow` past it traps on wasmtime and fails (returns -1) on
-    /// wasmer, where the module's table maximum is lowered to it as for
-    /// [`memory_limit`](Self::memory_limit). Default: 10,000 (a Rust or
+    /// wasmer, where each table's maximum is lowered to its share of it as
+    /// for [`memory_limit`](Self::memory_limit). Default: 10,000 (a Rust or
     /// TinyGo guest's function table holds its indirectly called
     /// functions, typically a few hundred).
     pub fn table_limit(mut self, elements: u64) -> Self {

@@ -6,7 +6,6 @@ use crate::guests;
 use crate::net::{client, full, send, url};
 use crate::process::{Server, run, tempdir};
 use std::path::Path;
-use tower_http_wasm::Engine;
 
 /// Starts `serve` in `dir` with `args` and returns the body the config-echo
 /// guest answers, over HTTP/1.1 and HTTP/2 (both must agree).
@@ -27,9 +26,9 @@ async fn echoed(dir: &Path, args: &[&str]) -> Vec<u8> {
     bodies.pop().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_flags_arrive_byte_exact() {
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn config_flags_arrive_byte_exact(engine) {
         let dir = tempdir(&format!("config-{}", engine.name()));
         std::fs::write(dir.join("echo.wasm"), guests::config_echo()).unwrap();
         let binary = 0x00ff_fe80_0d0a_0001u64.to_le_bytes();
@@ -79,9 +78,9 @@ async fn a_config_argument_that_is_not_utf8_arrives_as_given() {
     assert_eq!(&got.body[..], raw);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dapr_guest_config_arrives_byte_exact() {
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dapr_guest_config_arrives_byte_exact(engine) {
         let dir = tempdir(&format!("config-dapr-{}", engine.name()));
         std::fs::write(dir.join("echo.wasm"), guests::config_echo()).unwrap();
         let component = |value: &str| {

@@ -100,12 +100,12 @@ async fn expect_error(gw: &Server, engine: Engine, id: &mut usize, status: u16, 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_refused_reset_or_garbled_gives_502_after_the_guest_saw_is_error() {
-    let wasm = guests::next_and_log(false);
-    let reset = resetting().await;
-    let garbled = garbling().await;
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upstream_refused_reset_or_garbled_gives_502_after_the_guest_saw_is_error(engine) {
+        let wasm = guests::next_and_log(false);
+        let reset = resetting().await;
+        let garbled = garbling().await;
         for (tag, up, detail) in [
             ("refused", refusing(), &["Connection refused", "connect"][..]),
             ("reset", reset, &["reset", "closed", "incomplete"][..]),
@@ -119,11 +119,11 @@ async fn upstream_refused_reset_or_garbled_gives_502_after_the_guest_saw_is_erro
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_silent_past_the_timeout_gives_504() {
-    let wasm = guests::next_and_log(false);
-    let up = silent().await;
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upstream_silent_past_the_timeout_gives_504(engine) {
+        let wasm = guests::next_and_log(false);
+        let up = silent().await;
         let gw = gateway("504", Some(&wasm), engine, up, &["--upstream-timeout", "300ms"], "info");
         let mut id = 0;
         expect_error(&gw, engine, &mut id, 504, "Gateway Timeout\n", &["no response head within 300ms"]).await;
@@ -178,17 +178,17 @@ impl Connection {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trap_in_handle_response_gives_a_clean_500_on_a_connection_that_lives_on() {
-    let wasm = guests::next_and_log(true);
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    let up = upstream(move |_req| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async { Response::builder().header("x-upstream", "1").body(full("from upstream")).unwrap() }
-    })
-    .await;
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trap_in_handle_response_gives_a_clean_500_on_a_connection_that_lives_on(engine) {
+        let wasm = guests::next_and_log(true);
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let up = upstream(move |_req| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Response::builder().header("x-upstream", "1").body(full("from upstream")).unwrap() }
+        })
+        .await;
         let gw = gateway("trap-response", Some(&wasm), engine, up, &[], "info");
         let mut id = 0;
         for http2 in [false, true] {

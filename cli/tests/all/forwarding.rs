@@ -5,7 +5,6 @@ use crate::guests;
 use crate::net::{TestBody, client, full, gateway, send, upstream, url, values};
 use http::{Request, Response};
 use std::net::SocketAddr;
-use tower_http_wasm::Engine;
 
 /// An upstream that reports what it received: `x-seen-host` (the `host`
 /// header, else the HTTP/2 `:authority`), `x-seen-host-lines` (how many
@@ -39,11 +38,11 @@ fn get(addr: SocketAddr, headers: &[(&str, &str)]) -> Request<TestBody> {
     req.body(full("")).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarded_policies_append_replace_off() {
-    let up = reporting_upstream().await;
-    let wasm = guests::edge();
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forwarded_policies_append_replace_off(engine) {
+        let up = reporting_upstream().await;
+        let wasm = guests::edge();
         for (policy, flags) in
             [("append", &[][..]), ("replace", &["--forwarded", "replace"][..]), ("off", &["--forwarded", "off"][..])]
         {
@@ -88,11 +87,11 @@ async fn forwarded_policies_append_replace_off() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_passes_as_sent_or_as_the_filter_set_it_unless_rewritten() {
-    let up = reporting_upstream().await;
-    let wasm = guests::edge();
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn host_passes_as_sent_or_as_the_filter_set_it_unless_rewritten(engine) {
+        let up = reporting_upstream().await;
+        let wasm = guests::edge();
         for upstream_http2 in [false, true] {
             for rewrite in [false, true] {
                 let mut flags = vec![];
@@ -134,11 +133,11 @@ async fn host_passes_as_sent_or_as_the_filter_set_it_unless_rewritten() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_filter_setting_a_host_http2_cannot_carry_gives_502() {
-    let up = reporting_upstream().await;
-    let wasm = guests::edge();
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_filter_setting_a_host_http2_cannot_carry_gives_502(engine) {
+        let up = reporting_upstream().await;
+        let wasm = guests::edge();
         let gw = gateway("host-bad", Some(&wasm), engine, up, &["--upstream-http2"], "off");
         let got = send(&client(false), get(gw.addr, &[("x-set-host", "not an authority")])).await;
         assert_eq!(got.status, 502, "[{engine}]");

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tower_http_wasm::Engine;
 
 /// A Dapr component named `name` for `file://FILE` with extra metadata.
 fn component(name: &str, file: &str, metadata: &[(&str, &str)]) -> String {
@@ -88,9 +87,9 @@ async fn second_while_first_is_held(gw: &Server, arrived: &AtomicUsize, gate: &S
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pool_size_and_pool_wait_flags_and_their_dapr_override() {
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pool_size_and_pool_wait_flags_and_their_dapr_override(engine) {
         let (up, arrived, gate) = held_upstream().await;
         let dir = tempdir(&format!("knobs-pool-{}", engine.name()));
         std::fs::write(dir.join("next.wasm"), guests::next_and_log(false)).unwrap();
@@ -122,10 +121,10 @@ fn looping() -> Vec<u8> {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_deadline_flag_stops_a_looping_guest() {
-    let up = upstream(|_req| async { Response::new(full("up")) }).await;
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_deadline_flag_stops_a_looping_guest(engine) {
+        let up = upstream(|_req| async { Response::new(full("up")) }).await;
         let dir = tempdir(&format!("knobs-deadline-{}", engine.name()));
         std::fs::write(dir.join("loop.wasm"), looping()).unwrap();
         let base = ["--engine", engine.name(), "--filter", "loop.wasm", "--deadline"];
@@ -151,10 +150,10 @@ async fn the_deadline_flag_stops_a_looping_guest() {
     }
 }
 
-#[test]
-fn a_dapr_memory_limit_too_small_for_the_module_fails_the_start() {
-    // The test guests ask for 48 pages (3 MiB) of memory at start.
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[test]
+    fn a_dapr_memory_limit_too_small_for_the_module_fails_the_start(engine) {
+        // The test guests ask for 48 pages (3 MiB) of memory at start.
         let dir = tempdir(&format!("knobs-memory-{}", engine.name()));
         std::fs::write(dir.join("next.wasm"), guests::next_and_log(false)).unwrap();
         let start = |limit: &str| {

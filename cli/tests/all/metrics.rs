@@ -7,7 +7,6 @@ use crate::process::{Server, get, tempdir};
 use http::Response;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tower_http_wasm::Engine;
 
 /// The text of `GET http://admin/metrics` (which must answer 200).
 pub async fn scrape(admin: SocketAddr) -> String {
@@ -43,10 +42,10 @@ pub async fn wait_metric(admin: SocketAddr, name: &str, filter: &str, at_least: 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_good_trapping_and_denied_requests_per_filter() {
-    let up = upstream(|_req| async { Response::new(full("from upstream")) }).await;
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_count_good_trapping_and_denied_requests_per_filter(engine) {
+        let up = upstream(|_req| async { Response::new(full("from upstream")) }).await;
         let dir = tempdir(&format!("metrics-{}", engine.name()));
         std::fs::write(dir.join("first.wasm"), guests::versioned("1")).unwrap();
         std::fs::write(dir.join("second.wasm"), guests::versioned("2")).unwrap();

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tower_http_wasm::Engine;
 
 /// A module that is valid wasm but not an http-wasm guest.
 fn not_a_guest() -> Vec<u8> {
@@ -85,10 +84,10 @@ async fn plain_upstream() -> SocketAddr {
     upstream(|_req| async { Response::new(full(Bytes::from_static(b"from upstream"))) }).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaced_module_is_reloaded_under_traffic_and_a_broken_one_is_rejected() {
-    let up = plain_upstream().await;
-    for &engine in Engine::ALL {
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_module_is_reloaded_under_traffic_and_a_broken_one_is_rejected(engine) {
+        let up = plain_upstream().await;
         let gw = gateway(
             "reload-watch",
             Some(&guests::versioned("a")),

@@ -7,9 +7,7 @@ use crate::host::{HostError, HostState, SliceMemory, wasi};
 use http_wasm_abi::MODULE;
 use std::sync::OnceLock;
 use std::time::Duration;
-use wasmtime::{
-    Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, Val, ValType,
-};
+use wasmtime::{Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, Val, ValType};
 
 /// What the store of every instance holds.
 struct StoreData {

@@ -15,5 +15,6 @@ mod policies;
 mod reload;
 mod request_line;
 mod response;
+mod security;
 mod server;
 mod start;
