@@ -10,7 +10,7 @@ pub mod settings;
 
 use bytes::{Buf, Bytes};
 use forwarded::Forwarded;
-use http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderValue};
 use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -76,14 +76,37 @@ fn request_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// True when `headers` has one `host` and it is a valid authority (RFC 9112
-/// §3.2 asks for 400 otherwise), or none (HTTP/2 and HTTP/1.0 may omit it).
-fn valid_host(headers: &http::HeaderMap) -> bool {
-    let mut hosts = headers.get_all(HOST).iter();
+/// True when `req` has one `host` and it is a valid authority (RFC 9112
+/// §3.2 asks for 400 otherwise), or none (HTTP/2 and HTTP/1.0 may omit
+/// it); over HTTP/2 a `host` must name the same authority as
+/// `:authority` (RFC 9113 §8.3.1), or filters and upstream could each act
+/// on another one.
+fn valid_host<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) => true,
-        (Some(h), None) => Authority::try_from(h.as_bytes()).is_ok(),
+        (Some(h), None) => match Authority::try_from(h.as_bytes()) {
+            Err(_) => false,
+            Ok(host) => req.version() != http::Version::HTTP_2 || req.uri().authority().is_none_or(|a| *a == host),
+        },
         (Some(_), Some(_)) => false,
+    }
+}
+
+/// Joins the `cookie` fields of an HTTP/2 request into one, separated by
+/// `; ` (RFC 9113 §8.2.3), as the filters and an HTTP/1.1 upstream expect.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut fields = headers.get_all(COOKIE).iter();
+    let Some(first) = fields.next() else { return };
+    let mut joined = first.as_bytes().to_vec();
+    let mut more = false;
+    for field in fields {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(field.as_bytes());
+        more = true;
+    }
+    if more && let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, joined);
     }
 }
 
@@ -93,9 +116,12 @@ impl Gateway {
     async fn handle(self, mut req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<OutBody> {
         let started = Instant::now();
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let res = if valid_host(req.headers()) {
+        let res = if valid_host(&req) {
             req.extensions_mut().insert(SourceAddr(peer));
             proxy::strip_hop_by_hop_request(req.headers_mut());
+            if req.version() == http::Version::HTTP_2 {
+                join_cookies(req.headers_mut());
+            }
             let host = req
                 .headers()
                 .get(HOST)
@@ -109,7 +135,7 @@ impl Gateway {
             let body = proxy::chunked_if_trailers(&mut parts.headers, body);
             Response::from_parts(parts, body)
         } else {
-            tracing::info!(target: "http_wasm::serve", "refused: repeated or invalid host");
+            tracing::info!(target: "http_wasm::serve", "refused: repeated or invalid host, or host and :authority differ");
             plain(StatusCode::BAD_REQUEST)
         };
         tracing::info!(

@@ -145,3 +145,87 @@ tower_http_wasm::per_engine! {
         assert!(values(&got.headers, "x-seen-host").is_empty());
     }
 }
+
+/// Sets response header `x-guest-cookies` to the number of `cookie` values
+/// it sees (one digit), then calls next.
+fn cookie_counter() -> Vec<u8> {
+    guests::module(
+        r#"(data (i32.const 0) "cookie")
+  (data (i32.const 16) "x-guest-cookies")
+  (func (export "handle_request") (result i64) (local $r i64)
+    (local.set $r (call $get_header_values (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 4096) (i32.const 4096)))
+    (i32.store8 (i32.const 2048) (i32.add (i32.const 48) (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32)))))
+    (call $set_header_value (i32.const 1) (i32.const 16) (i32.const 15) (i32.const 2048) (i32.const 1))
+    (i64.const 1))
+  (func (export "handle_response") (param i32 i32))"#,
+    )
+}
+
+/// An upstream that reports each `cookie` line it received in `x-seen-cookie`.
+async fn cookie_upstream() -> SocketAddr {
+    upstream(|req: Request<hyper::body::Incoming>| async move {
+        let mut res = Response::builder();
+        for v in req.headers().get_all("cookie") {
+            res = res.header("x-seen-cookie", v);
+        }
+        res.body(full("")).unwrap()
+    })
+    .await
+}
+
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http2_cookie_fields_reach_filters_and_an_http1_upstream_as_one(engine) {
+        let up = cookie_upstream().await;
+        let gw = gateway("cookies", Some(&cookie_counter()), engine, up, &[], "off");
+        // HTTP/2 clients may split cookies into fields (RFC 9113 §8.2.3).
+        let split = [("cookie", "a=1"), ("cookie", "b=2; c=3"), ("cookie", "d=4")];
+        let got = send(&client(true), get(gw.addr, &split)).await;
+        assert_eq!(got.status, 200, "[{engine}]");
+        assert_eq!(got.values("x-guest-cookies"), ["1"], "[{engine}]: the filter saw one cookie field");
+        assert_eq!(got.values("x-seen-cookie"), ["a=1; b=2; c=3; d=4"], "[{engine}]: the HTTP/1.1 upstream got one");
+        // One field stays as it is, over either protocol.
+        for http2 in [false, true] {
+            let got = send(&client(http2), get(gw.addr, &[("cookie", "a=1; b=2")])).await;
+            assert_eq!(got.values("x-guest-cookies"), ["1"], "[{engine} http2={http2}]");
+            assert_eq!(got.values("x-seen-cookie"), ["a=1; b=2"], "[{engine} http2={http2}]");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_filters_http2_cookie_fields_reach_an_http1_upstream_as_one() {
+    let up = cookie_upstream().await;
+    let gw = crate::process::Server::gateway(&crate::process::tempdir("cookies-plain"), up, &[]);
+    let split = [("cookie", "a=1"), ("cookie", "b=2")];
+    let got = send(&client(true), get(gw.addr, &split)).await;
+    assert_eq!((got.status, got.values("x-seen-cookie")), (200, vec!["a=1; b=2".to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_host_that_disagrees_with_the_authority_gets_400() {
+    let up = reporting_upstream().await;
+    let gw = crate::process::Server::gateway(&crate::process::tempdir("authority"), up, &[]);
+    let mut h2 = crate::net::h2_connection(gw.addr).await;
+    for host in ["other.example", "127.0.0.2:80", "not an authority"] {
+        let req = Request::get(url(gw.addr, "/")).header("host", host).body(full("")).unwrap();
+        h2.ready().await.unwrap();
+        let res = h2.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 400, "host {host:?} with :authority {}", gw.addr);
+        assert!(res.headers().get("x-seen-host").is_none(), "host {host:?}: not forwarded");
+    }
+    // The same authority in `host` (any case) is fine, and so is no `host`.
+    let upper = format!("LOCALHOST:{}", gw.addr.port());
+    let lower = format!("localhost:{}", gw.addr.port());
+    for host in [Some(upper.as_str()), None] {
+        let mut req = Request::get(format!("http://{lower}/"));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        h2.ready().await.unwrap();
+        let res = h2.send_request(req.body(full("")).unwrap()).await.unwrap();
+        assert_eq!(res.status(), 200, "host {host:?} with :authority {lower}");
+        let seen = values(res.headers(), "x-seen-host");
+        assert!(seen.len() == 1 && seen[0].eq_ignore_ascii_case(&lower), "{seen:?}");
+    }
+}

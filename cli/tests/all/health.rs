@@ -2,52 +2,18 @@
 //! accepting, not ready, drain the requests in flight (up to
 //! `--drain-timeout`), exit 0. Through the real process and real signals.
 
-use crate::net::{client, full, send, upstream, url};
+use crate::net::{client, full, held_upstream, send, until, url};
 use crate::process::{Server, get, tempdir};
-use http::Response;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::sync::Semaphore;
 
-/// An upstream that counts arrivals and answers `slow` only once the test
-/// adds a permit.
-async fn held_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<Semaphore>) {
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(Semaphore::new(0));
-    let (a, g) = (arrived.clone(), gate.clone());
-    let addr = upstream(move |_req| {
-        let (a, g) = (a.clone(), g.clone());
-        async move {
-            a.fetch_add(1, Ordering::SeqCst);
-            g.acquire().await.unwrap().forget();
-            Response::new(full("slow"))
-        }
-    })
-    .await;
-    (addr, arrived, gate)
-}
-
-/// Waits (at most 20 s) until `count` is `n`.
+/// Waits until `count` is `n`.
 async fn until_count(count: &AtomicUsize, n: usize) {
     until("the request reaches the upstream", || async move { count.load(Ordering::SeqCst) == n }).await;
 }
 
-/// Waits (at most 20 s) until `pred` holds.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, pred: impl Fn() -> F) {
-    for _ in 0..1000 {
-        if pred().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_readyz_503_drains_the_request_in_flight_and_exits_0() {
-    let (up, arrived, gate) = held_upstream().await;
+    let (up, arrived, gate) = held_upstream("slow").await;
     let dir = tempdir("health-drain");
     let mut gw = Server::gateway_with_log(&dir, up, &["--admin", "127.0.0.1:0"], "http_wasm=info");
     let admin = gw.admin();
@@ -78,7 +44,7 @@ async fn sigterm_turns_readyz_503_drains_the_request_in_flight_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_longer_than_the_drain_timeout_does_not_hold_the_exit() {
-    let (up, arrived, _gate) = held_upstream().await;
+    let (up, arrived, _gate) = held_upstream("slow").await;
     let dir = tempdir("health-drain-timeout");
     let mut gw = Server::gateway_with_log(&dir, up, &["--drain-timeout", "300ms"], "http_wasm=info");
     let addr = gw.addr;

@@ -3,13 +3,10 @@
 //! real `serve`.
 
 use crate::guests;
-use crate::net::{client, full, send, upstream, url};
+use crate::net::{client, full, held_upstream, send, until, upstream, url};
 use crate::process::{Server, run, tempdir};
 use http::Response;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// A Dapr component named `name` for `file://FILE` with extra metadata.
@@ -23,35 +20,6 @@ fn component(name: &str, file: &str, metadata: &[(&str, &str)]) -> String {
     yaml
 }
 
-/// An upstream that counts arrivals and answers only once the test adds a
-/// permit to the returned semaphore.
-async fn held_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<Semaphore>) {
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(Semaphore::new(0));
-    let (a, g) = (arrived.clone(), gate.clone());
-    let addr = upstream(move |_req| {
-        let (a, g) = (a.clone(), g.clone());
-        async move {
-            a.fetch_add(1, Ordering::SeqCst);
-            g.acquire().await.unwrap().forget();
-            Response::new(full("released"))
-        }
-    })
-    .await;
-    (addr, arrived, gate)
-}
-
-/// Waits (at most 20 s) until `pred` holds.
-async fn until(what: &str, pred: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never: {what}");
-}
-
 /// Two concurrent requests through a filter that calls next, while the
 /// upstream holds the first: `(second's status when it answered before
 /// the upstream was released or None, how many reached the upstream)`;
@@ -63,14 +31,15 @@ async fn second_while_first_is_held(gw: &Server, arrived: &AtomicUsize, gate: &S
         let c = c.clone();
         async move { send(&c, http::Request::get(url(addr, "/1")).body(full("")).unwrap()).await }
     });
-    until("the first request reaches the upstream", || arrived.load(Ordering::SeqCst) == 1).await;
+    until("the first request reaches the upstream", || async { arrived.load(Ordering::SeqCst) == 1 }).await;
     let second = tokio::spawn({
         let c = c.clone();
         async move { send(&c, http::Request::get(url(addr, "/2")).body(full("")).unwrap()).await }
     });
     // Either the second is refused (pool exhausted) or it reaches the upstream too.
     until("the second request is answered or reaches the upstream", || {
-        second.is_finished() || arrived.load(Ordering::SeqCst) == 2
+        let done = second.is_finished() || arrived.load(Ordering::SeqCst) == 2;
+        async move { done }
     })
     .await;
     let reached = arrived.load(Ordering::SeqCst);
@@ -90,7 +59,7 @@ async fn second_while_first_is_held(gw: &Server, arrived: &AtomicUsize, gate: &S
 tower_http_wasm::per_engine! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pool_size_and_pool_wait_flags_and_their_dapr_override(engine) {
-        let (up, arrived, gate) = held_upstream().await;
+        let (up, arrived, gate) = held_upstream("released").await;
         let dir = tempdir(&format!("knobs-pool-{}", engine.name()));
         std::fs::write(dir.join("next.wasm"), guests::next_and_log(false)).unwrap();
         let flags = ["--engine", engine.name(), "--pool-size", "1", "--pool-wait", "200ms"];

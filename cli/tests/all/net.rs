@@ -15,7 +15,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower_http_wasm::Engine;
 
 /// Every body the tests send.
@@ -137,4 +141,42 @@ pub fn gateway(
 /// `http://addr/path`.
 pub fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}{path}")
+}
+
+/// One HTTP/2 connection (prior knowledge) to `addr`, its driver spawned.
+pub async fn h2_connection(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// An upstream that counts arrivals and answers `body` only once the test
+/// adds a permit to the returned semaphore (one per request).
+pub async fn held_upstream(body: &'static str) -> (SocketAddr, Arc<AtomicUsize>, Arc<Semaphore>) {
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let (a, g) = (arrived.clone(), gate.clone());
+    let addr = upstream(move |_req| {
+        let (a, g) = (a.clone(), g.clone());
+        async move {
+            a.fetch_add(1, Ordering::SeqCst);
+            g.acquire().await.unwrap().forget();
+            Response::new(full(body))
+        }
+    })
+    .await;
+    (addr, arrived, gate)
+}
+
+/// Waits until `pred` holds, checking every 20 ms; panics after 20 s (a
+/// bound, not a measurement).
+pub async fn until<F: Future<Output = bool>>(what: &str, pred: impl Fn() -> F) {
+    for _ in 0..1000 {
+        if pred().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never: {what}");
 }
