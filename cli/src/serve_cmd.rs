@@ -53,6 +53,14 @@ pub struct ServeArgs {
     /// the connection is closed: `500ms`, `30s`. Default: 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive)]
     header_timeout: Duration,
+    /// How long a client connection may stay open with no request in
+    /// progress (HTTP/1.1 between keep-alive requests, HTTP/2 without a
+    /// stream) before it is closed (HTTP/2: GOAWAY), so that idle clients
+    /// do not hold `--max-connections` slots. HTTP/2 clients are also
+    /// pinged every 20s when silent, and dropped when a ping goes 20s
+    /// unanswered. Default: 60s.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive)]
+    idle_timeout: Duration,
     /// The most client connections open at once; further ones wait to be
     /// accepted until one closes. Default: 10000.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -347,6 +355,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     let gateway = Gateway { pipeline, forwarded: args.forwarded };
     let limits = serve::Limits {
         header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
     };

@@ -1,6 +1,7 @@
 //! `http-wasm serve`: a reverse proxy running a pipeline of filters.
 
 pub mod admin;
+pub mod connection;
 pub mod dapr;
 pub mod forwarded;
 pub mod pipeline;
@@ -16,8 +17,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use pipeline::Pipeline;
 use std::convert::Infallible;
 use std::future::Future;
@@ -227,6 +227,9 @@ impl<B: Body + Unpin + Send + 'static> Drop for Drain<B> {
 pub struct Limits {
     /// How long a request head may take to arrive (HTTP/1.1).
     pub header_timeout: Duration,
+    /// How long a connection may stay open without a request in progress
+    /// (HTTP/1.1 between keep-alive requests, HTTP/2 without a stream).
+    pub idle_timeout: Duration,
     /// The most connections open at once.
     pub max_connections: usize,
     /// How long requests in flight may take to finish once the gateway
@@ -236,10 +239,12 @@ pub struct Limits {
 
 /// Serves `gateway` on `listener` until `shutdown` completes, then stops
 /// accepting (the listener is closed) and lets open connections finish
-/// their requests for at most [`Limits::drain_timeout`].
+/// their requests for at most [`Limits::drain_timeout`]. A connection idle
+/// for [`Limits::idle_timeout`] is closed (see [`connection`]).
 pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let builder = connection::builder(limits);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // A free connection slot first: past the limit, clients wait in the
@@ -262,25 +267,28 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shut
         // Small writes (headers, chunks) go out at once, not after a delayed ACK.
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        let activity = connection::Activity::new();
+        let tracked = activity.clone();
         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            // In progress until its response body is sent or dropped.
+            let in_flight = tracked.start();
             let span = tracing::info_span!("request", id = request_id());
             let res = gateway.clone().handle(req, peer).instrument(span);
-            async move { Ok::<_, Infallible>(res.await) }
+            async move { Ok::<_, Infallible>(res.await.map(|body| in_flight.body(body))) }
         });
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-        let conn = graceful.watch(conn);
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
-                tracing::debug!(target: "http_wasm::serve", %peer, error = %e, "connection ended");
-            }
+            connection::drive(conn, &activity, limits, stopping, peer).await;
         });
     }
     drop(listener);
     tracing::info!(target: "http_wasm::serve", drain_timeout = ?limits.drain_timeout, "shutting down: waiting for open connections");
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
+    let _ = stop.send(true);
+    // Every connection holds a slot until it ends: all slots back, all ended.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(target: "http_wasm::serve", drain_timeout = ?limits.drain_timeout, "connections still open after the drain timeout; closing");
     }
 }

@@ -177,6 +177,7 @@ fn every_knob_is_a_flag_with_its_default_and_bad_values_are_named() {
         ("--guest-log-level <LEVEL>", "[default: info]"),
         ("--features <FEATURES>", "[default: all]"),
         ("--drain-timeout <DURATION>", "[default: 10s]"),
+        ("--idle-timeout <DURATION>", "[default: 60s]"),
     ] {
         let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
         let block = &help[at..];

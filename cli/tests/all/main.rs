@@ -9,6 +9,7 @@ mod forwarding;
 mod guests;
 mod health;
 mod hostile;
+mod idle;
 mod inspect;
 mod knobs;
 mod metrics;
