@@ -207,16 +207,14 @@ impl PluginBuilder {
         self
     }
 
-    /// The longest one guest call may run: the start function,
-    /// `handle_request` or `handle_response`. A call past it is stopped
-    /// (wasmtime: epoch interruption, checked every 10 ms; wasmer: an
-    /// interrupt signal) and the request gets the failure response (a load
-    /// error for start). Known gap: time the guest spends waiting inside
-    /// `read_body` for a body that is still arriving counts too, so a
-    /// client that pauses longer than the deadline mid-body fails the call;
-    /// keep the deadline above the pauses you accept, or buffer the request
-    /// (a module that enables `buffer_request` at start has its body
-    /// collected before the guest runs). Default: 1 s.
+    /// The longest one guest call may compute: the start function,
+    /// `handle_request` or `handle_response`. Time the guest spends waiting
+    /// inside `read_body` for a body that is still arriving does not count
+    /// (a slow client never fails a good guest; [`Self::body_timeout`]
+    /// bounds those waits). A call past it is stopped and the request gets
+    /// the failure response (a load error for start): wasmtime by epoch
+    /// interruption, checked every 10 ms; wasmer at the guest's next host
+    /// call, or by an interrupt signal if it makes none. Default: 1 s.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self

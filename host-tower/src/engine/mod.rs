@@ -8,6 +8,8 @@ use crate::host::{HostError, HostState};
 #[cfg(feature = "module-cache")]
 pub(crate) mod cache;
 #[cfg(feature = "wasmer")]
+mod call_watch;
+#[cfg(feature = "wasmer")]
 mod memory_cap;
 #[cfg(feature = "wasmer")]
 mod start_section;
@@ -100,6 +102,7 @@ pub(crate) fn check_shape(shape: &Shape) -> Result<Checked, Error> {
 /// trap, if a host function raised it.
 pub(crate) fn call_error(phase: &str, host: Option<&HostError>, detail: String) -> Error {
     match host {
+        Some(HostError::Deadline) => Error::new(Kind::Timeout, format!("{phase} ran past its deadline")),
         Some(HostError::BodyTooLarge { .. }) => Error::new(Kind::BodyTooLarge, format!("{phase}: {detail}")),
         Some(HostError::Body(e)) if crate::body_timeout::is_timed_out(&**e) => {
             Error::new(Kind::BodyTimeout, format!("{phase}: {detail}"))

@@ -16,6 +16,7 @@
 //! the measured figure. This crate has no `unsafe`, so it does not pretend
 //! the store is `Send`.
 
+use super::call_watch::{self, CallWatch, Waited, wait_for};
 use super::{CompiledModule, GuestInstance, call_error, check_shape};
 use crate::error::{Error, Kind};
 use crate::host::abi_check::Checked;
@@ -23,7 +24,7 @@ use crate::host::body::{blocking_reads, may_block};
 use crate::host::{Exchange, GuestMemory, HostError, HostState, wasi};
 use http_wasm_abi::MODULE;
 use std::borrow::Cow;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use wasmer::{
     Engine, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Interrupter, Memory, MemoryView,
@@ -33,6 +34,8 @@ use wasmer::{
 struct StoreData {
     host: HostState,
     memory: Option<Memory>,
+    /// The call in progress, as the side waiting for it sees it.
+    watch: Arc<CallWatch>,
 }
 
 #[derive(Clone)]
@@ -141,8 +144,20 @@ impl GuestMemory for ViewMemory<'_> {
     }
 }
 
+/// Runs the host function `f` under the call's watch: past the call's
+/// deadline it traps instead (see `call_watch`).
+fn guarded<R>(
+    env: &mut FunctionEnvMut<'_, StoreData>,
+    f: impl FnOnce(&mut FunctionEnvMut<'_, StoreData>) -> Result<R, HostError>,
+) -> Result<R, HostError> {
+    env.data().watch.enter().map_err(|_| HostError::Deadline)?;
+    let out = f(env);
+    env.data().watch.leave().map_err(|_| HostError::Deadline)?;
+    out
+}
+
 /// Runs `f` with the guest memory and host state of a call.
-fn with<R>(
+fn with_memory<R>(
     env: &mut FunctionEnvMut<'_, StoreData>,
     f: impl FnOnce(&mut ViewMemory<'_>, &mut HostState) -> Result<R, HostError>,
 ) -> Result<R, HostError> {
@@ -150,6 +165,14 @@ fn with<R>(
     let memory = data.memory.clone().ok_or(HostError::NoRequest("memory access before the memory export exists"))?;
     let mut mem = ViewMemory(memory.view(&store));
     f(&mut mem, &mut data.host)
+}
+
+/// The host function `f`, guarded, with the guest memory and host state.
+fn with<R>(
+    env: &mut FunctionEnvMut<'_, StoreData>,
+    f: impl FnOnce(&mut ViewMemory<'_>, &mut HostState) -> Result<R, HostError>,
+) -> Result<R, HostError> {
+    guarded(env, |env| with_memory(env, f))
 }
 
 macro_rules! bind {
@@ -171,14 +194,14 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
         MODULE,
         "enable_features",
         Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, f: i32| {
-            e.data_mut().host.enable_features(f)
+            guarded(&mut e, |e| Ok(e.data_mut().host.enable_features(f)))
         }),
     );
     i.define(
         MODULE,
         "log_enabled",
-        Function::new_typed_with_env(&mut *s, env, |e: FunctionEnvMut<'_, StoreData>, level: i32| {
-            e.data().host.log_enabled(level)
+        Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, level: i32| {
+            guarded(&mut e, |e| Ok(e.data().host.log_enabled(level)))
         }),
     );
     i.define(
@@ -188,10 +211,14 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
             &mut *s,
             env,
             |mut e: FunctionEnvMut<'_, StoreData>, level: i32, ptr: i32, len: i32| {
-                let _ = with(&mut e, |m, h| {
-                    h.log(m, level, ptr as u32, len as u32);
+                // A log line the host cannot read is dropped, not a trap.
+                guarded(&mut e, |e| {
+                    let _ = with_memory(e, |m, h| {
+                        h.log(m, level, ptr as u32, len as u32);
+                        Ok(())
+                    });
                     Ok(())
-                });
+                })
             },
         ),
     );
@@ -199,14 +226,14 @@ fn imports(store: &mut Store, env: &FunctionEnv<StoreData>) -> Imports {
         MODULE,
         "get_status_code",
         Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>| {
-            e.data_mut().host.get_status_code()
+            guarded(&mut e, |e| e.data_mut().host.get_status_code())
         }),
     );
     i.define(
         MODULE,
         "set_status_code",
         Function::new_typed_with_env(&mut *s, env, |mut e: FunctionEnvMut<'_, StoreData>, code: i32| {
-            e.data_mut().host.set_status_code(code)
+            guarded(&mut e, |e| e.data_mut().host.set_status_code(code))
         }),
     );
     bind!(i, s, env, "get_config", |h, m, buf, limit| h.get_config(m, buf as u32, limit as u32));
@@ -287,11 +314,15 @@ impl CompiledModule for WasmerModule {
         let (stop_tx, stop_rx) = mpsc::sync_channel::<Interrupter>(1);
         let deadline = host.shared.deadline;
         let shared = host.shared.clone();
+        let watch = Arc::new(CallWatch::default());
+        let waits = host.waits.clone();
         let module = self.clone();
+        let thread_watch = watch.clone();
         std::thread::Builder::new()
             .name(format!("wasmer-{}", shared.name))
             .spawn(move || {
-                let mut instance = match module.instantiate_here(host, |i| {
+                let watch = thread_watch;
+                let mut instance = match module.instantiate_here(host, watch.clone(), |i| {
                     let _ = stop_tx.send(i);
                 }) {
                     Ok(i) => {
@@ -306,6 +337,7 @@ impl CompiledModule for WasmerModule {
                 };
                 // Serve calls until the pool drops the proxy.
                 while let Some(job) = next_job(&inbox) {
+                    watch.reset();
                     instance.host().exchange = job.exchange;
                     let mut run = || match job.call {
                         Call::Request => instance.handle_request(),
@@ -323,14 +355,20 @@ impl CompiledModule for WasmerModule {
         let Ok(interrupter) = stop_rx.recv() else {
             return Err(ready_rx.recv().map_err(|_| ended())?.err().unwrap_or_else(ended));
         };
-        let (features, timed_out) = wait_for(&ready_rx, deadline, &interrupter);
-        let features = features.ok_or_else(ended)??;
-        if timed_out {
-            return Err(Error::new(Kind::Start, "the start function ran past its deadline"));
-        }
+        let past_deadline = || Error::new(Kind::Start, "the start function ran past its deadline");
+        let features = match wait_for(&ready_rx, deadline, &watch, &waits, &interrupter) {
+            Waited::InTime(features) => features?,
+            Waited::Stopped(_) => return Err(past_deadline()),
+            Waited::Ended => return Err(ended()),
+            Waited::Abandoned => {
+                abandoned(&shared.name);
+                return Err(past_deadline());
+            }
+        };
         let mut host = HostState::new(shared);
         host.module_features = features;
-        Ok(Box::new(Proxy { host, jobs, interrupter, deadline }))
+        host.waits = waits;
+        Ok(Box::new(Proxy { host, jobs, interrupter, watch, deadline }))
     }
 }
 
@@ -354,7 +392,17 @@ struct Proxy {
     host: HostState,
     jobs: mpsc::Sender<Job>,
     interrupter: Interrupter,
+    watch: Arc<CallWatch>,
     deadline: Duration,
+}
+
+/// Logs an instance thread left behind (see `call_watch`).
+fn abandoned(plugin: &str) {
+    tracing::error!(
+        plugin,
+        "a wasmer instance thread did not stop {:?} past its deadline; the instance is discarded and its thread abandoned",
+        call_watch::ABANDON_AFTER
+    );
 }
 
 /// How long a waiting side polls before it sleeps: a request's second call
@@ -363,7 +411,7 @@ struct Proxy {
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Polls `rx` for up to [`SPIN`], yielding the core between polls.
-fn spin<T>(rx: &mpsc::Receiver<T>) -> Result<T, mpsc::TryRecvError> {
+pub(super) fn spin<T>(rx: &mpsc::Receiver<T>) -> Result<T, mpsc::TryRecvError> {
     let start = std::time::Instant::now();
     loop {
         match rx.try_recv() {
@@ -382,42 +430,27 @@ fn next_job(inbox: &mpsc::Receiver<Job>) -> Option<Job> {
     }
 }
 
-/// Waits for `rx` up to `deadline`; past it, interrupts the guest (again
-/// every 10 ms, as wasmer asks embedders to retry) until it answers.
-/// Returns the answer (`None` if the thread ended) and whether it was interrupted.
-fn wait_for<T>(rx: &mpsc::Receiver<T>, deadline: Duration, interrupter: &Interrupter) -> (Option<T>, bool) {
-    match spin(rx) {
-        Ok(v) => return (Some(v), false),
-        Err(mpsc::TryRecvError::Disconnected) => return (None, false),
-        Err(mpsc::TryRecvError::Empty) => {}
-    }
-    match rx.recv_timeout(deadline) {
-        Ok(v) => return (Some(v), false),
-        Err(mpsc::RecvTimeoutError::Disconnected) => return (None, false),
-        Err(mpsc::RecvTimeoutError::Timeout) => {}
-    }
-    loop {
-        interrupter.interrupt();
-        match rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(v) => return (Some(v), true),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return (None, true),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    }
-}
-
 impl Proxy {
     fn call(&mut self, call: Call) -> Result<i64, Error> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Job { call, exchange: self.host.exchange.take(), may_block: may_block(), reply };
         let lost = || Error::new(Kind::Guest, "the wasmer instance thread ended");
         self.jobs.send(job).map_err(|_| lost())?;
-        let (answer, timed_out) = wait_for(&answer, self.deadline, &self.interrupter);
-        let (exchange, result) = answer.ok_or_else(lost)?;
-        self.host.exchange = exchange;
-        match result {
-            Err(_) if timed_out => Err(Error::new(Kind::Timeout, "the guest call ran past its deadline")),
-            other => other,
+        let past_deadline = || Error::new(Kind::Timeout, "the guest call ran past its deadline");
+        match wait_for(&answer, self.deadline, &self.watch, &self.host.waits, &self.interrupter) {
+            Waited::InTime((exchange, result)) => {
+                self.host.exchange = exchange;
+                result
+            }
+            Waited::Stopped((exchange, result)) => {
+                self.host.exchange = exchange;
+                result.map_err(|_| past_deadline())
+            }
+            Waited::Ended => Err(lost()),
+            Waited::Abandoned => {
+                abandoned(&self.host.shared.name);
+                Err(past_deadline())
+            }
         }
     }
 }
@@ -438,10 +471,15 @@ impl GuestInstance for Proxy {
 
 impl WasmerModule {
     /// A new instance on the current thread, its start function run.
-    fn instantiate_here(&self, host: HostState, on_store: impl FnOnce(Interrupter)) -> Result<WasmerInstance, Error> {
+    fn instantiate_here(
+        &self,
+        host: HostState,
+        watch: Arc<CallWatch>,
+        on_store: impl FnOnce(Interrupter),
+    ) -> Result<WasmerInstance, Error> {
         let mut store = Store::new(self.engine.clone());
         on_store(store.interrupter());
-        let env = FunctionEnv::new(&mut store, StoreData { host, memory: None });
+        let env = FunctionEnv::new(&mut store, StoreData { host, memory: None, watch });
         let imports = imports(&mut store, &env);
         let instance = Instance::new(&mut store, &self.module, &imports)
             .map_err(|e| start_error("instantiation", e.to_string()))?;

@@ -7,7 +7,10 @@ use crate::host::{HostError, HostState, SliceMemory, wasi};
 use http_wasm_abi::MODULE;
 use std::sync::OnceLock;
 use std::time::Duration;
-use wasmtime::{Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, Val, ValType};
+use wasmtime::{
+    Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, UpdateDeadline, Val,
+    ValType,
+};
 
 /// What the store of every instance holds.
 struct StoreData {
@@ -15,6 +18,45 @@ struct StoreData {
     /// Resolved once after instantiation; looked up by name during a start section.
     memory: Option<Memory>,
     limits: InstanceLimits,
+    /// The guest call in progress.
+    call: CallClock,
+}
+
+/// One guest call's deadline, measured in epoch ticks of wall time: when
+/// they run out, the time the call waited for the client's body is granted
+/// again (`host::waits`), so only the time the guest computes counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct CallClock {
+    /// The call's deadline.
+    deadline: Duration,
+    /// Wall time granted so far: the deadline plus every extension.
+    granted: Duration,
+    /// The instance's body waits when the call started.
+    waits_at_start: Duration,
+}
+
+impl CallClock {
+    /// Starts a call of `deadline` in `store`.
+    fn start(store: &mut Store<StoreData>, deadline: Duration) {
+        let data = store.data_mut();
+        data.call = CallClock { deadline, granted: deadline, waits_at_start: data.host.waits.total() };
+        store.set_epoch_deadline(ticks(deadline));
+    }
+
+    /// At the end of the granted time: more ticks for the time spent
+    /// waiting since the last grant, or an interrupt.
+    fn on_deadline(data: &mut StoreData) -> UpdateDeadline {
+        let call = &mut data.call;
+        let waited = data.host.waits.total().saturating_sub(call.waits_at_start);
+        let ran = call.granted.saturating_sub(waited);
+        match call.deadline.checked_sub(ran) {
+            Some(left) if !left.is_zero() => {
+                call.granted += left;
+                UpdateDeadline::Continue(ticks(left))
+            }
+            _ => UpdateDeadline::Interrupt,
+        }
+    }
 }
 
 /// The memory and table caps of one instance (a store holds one), as a
@@ -272,15 +314,16 @@ impl CompiledModule for WasmtimeModule {
     }
 
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
-        let deadline = ticks(host.shared.deadline);
+        let deadline = host.shared.deadline;
         let limits = InstanceLimits {
             memory_cap: host.shared.memory_limit,
             table_cap: usize::try_from(host.shared.table_limit).unwrap_or(usize::MAX),
             table_elements: 0,
         };
-        let mut store = Store::new(&self.engine, StoreData { host, memory: None, limits });
+        let mut store = Store::new(&self.engine, StoreData { host, memory: None, limits, call: CallClock::default() });
         store.limiter(|d| &mut d.limits);
-        store.set_epoch_deadline(deadline);
+        store.epoch_deadline_callback(|mut cx| Ok(CallClock::on_deadline(cx.data_mut())));
+        CallClock::start(&mut store, deadline);
         let instance = self.pre.instantiate(&mut store).map_err(|e| start_error("instantiation", e))?;
         let memory = instance
             .get_memory(&mut store, http_wasm_abi::MEMORY)
@@ -288,7 +331,7 @@ impl CompiledModule for WasmtimeModule {
         store.data_mut().memory = Some(memory);
         if let Some(name) = self.checked.start_export() {
             let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| start_error(name, e))?;
-            store.set_epoch_deadline(deadline);
+            CallClock::start(&mut store, deadline);
             if let Err(e) = f.call(&mut store, ()) {
                 match host_error(&e) {
                     Some(HostError::Exit(0)) => {}
@@ -310,8 +353,8 @@ struct WasmtimeInstance {
     store: Store<StoreData>,
     handle_request: TypedFunc<(), i64>,
     handle_response: TypedFunc<(i32, i32), ()>,
-    /// Epoch ticks each call may run.
-    deadline: u64,
+    /// The time each call may compute.
+    deadline: Duration,
 }
 
 fn guest_call_error(phase: &str, e: wasmtime::Error) -> Error {
@@ -328,12 +371,12 @@ impl GuestInstance for WasmtimeInstance {
     }
 
     fn handle_request(&mut self) -> Result<i64, Error> {
-        self.store.set_epoch_deadline(self.deadline);
+        CallClock::start(&mut self.store, self.deadline);
         self.handle_request.call(&mut self.store, ()).map_err(|e| guest_call_error("handle_request", e))
     }
 
     fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        self.store.set_epoch_deadline(self.deadline);
+        CallClock::start(&mut self.store, self.deadline);
         self.handle_response
             .call(&mut self.store, (req_ctx as i32, is_error as i32))
             .map_err(|e| guest_call_error("handle_response", e))

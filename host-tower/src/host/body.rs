@@ -30,6 +30,7 @@
 //! never waits only to learn that nothing more comes.
 
 use super::HostError;
+use super::waits::BodyWaits;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
@@ -109,9 +110,9 @@ impl BodyState {
     }
 
     /// Pulls one frame from the source. Returns false when the source is done.
-    fn pull(&mut self, keep: bool, limit: usize) -> Result<bool, HostError> {
+    fn pull(&mut self, keep: bool, limit: usize, waits: &BodyWaits) -> Result<bool, HostError> {
         let Some(source) = self.source.as_mut() else { return Ok(false) };
-        match next_frame(source)? {
+        match next_frame(source, waits)? {
             None => {
                 self.source = None;
                 Ok(false)
@@ -153,8 +154,8 @@ impl BodyState {
     }
 
     /// Receives the rest of the body, keeping it.
-    pub(crate) fn drain(&mut self, limit: usize) -> Result<(), HostError> {
-        while self.pull(true, limit)? {}
+    pub(crate) fn drain(&mut self, limit: usize, waits: &BodyWaits) -> Result<(), HostError> {
+        while self.pull(true, limit, waits)? {}
         Ok(())
     }
 
@@ -228,10 +229,11 @@ impl BodyState {
         limit: u32,
         keep: bool,
         buffer_limit: usize,
+        waits: &BodyWaits,
         mut fill: impl FnMut(u32, &[u8]) -> Result<(), HostError>,
     ) -> Result<(bool, u32), HostError> {
         while self.unread.is_empty() {
-            if self.declared_received() || !self.pull(keep, buffer_limit)? {
+            if self.declared_received() || !self.pull(keep, buffer_limit, waits)? {
                 return Ok((true, 0));
             }
         }
@@ -297,12 +299,12 @@ impl BodyState {
     }
 }
 
-fn next_frame(body: &mut BoxBody) -> Result<Option<Result<Frame<Bytes>, BoxError>>, HostError> {
+fn next_frame(body: &mut BoxBody, waits: &BodyWaits) -> Result<Option<Result<Frame<Bytes>, BoxError>>, HostError> {
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(frame) = std::pin::Pin::new(&mut *body).poll_frame(&mut cx) {
         return Ok(frame);
     }
-    wait(std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)))
+    wait(std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)), waits)
 }
 
 /// The most bytes pulled before `handle_request` to find out whether a
@@ -328,9 +330,10 @@ pub(crate) fn may_block() -> bool {
     MAY_BLOCK.with(|m| m.get())
 }
 
-/// Waits for `fut` where that is allowed (see the module docs).
-fn wait<F: Future>(fut: F) -> Result<F::Output, HostError> {
-    if MAY_BLOCK.with(|m| m.get()) { Ok(park_on(fut)) } else { Err(HostError::WouldBlock) }
+/// Waits for `fut` where that is allowed (see the module docs), recording
+/// the wait in `waits`.
+fn wait<F: Future>(fut: F, waits: &BodyWaits) -> Result<F::Output, HostError> {
+    if MAY_BLOCK.with(|m| m.get()) { Ok(waits.during(|| park_on(fut))) } else { Err(HostError::WouldBlock) }
 }
 
 struct ThreadWaker(std::thread::Thread);

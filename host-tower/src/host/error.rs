@@ -46,6 +46,8 @@ pub(crate) enum HostError {
     Exit(i32),
     /// A value does not fit the 32-bit length the ABI returns.
     TooLong,
+    /// A host call made after the guest call's deadline passed.
+    Deadline,
 }
 
 impl fmt::Display for HostError {
@@ -71,6 +73,7 @@ impl fmt::Display for HostError {
             HostError::WouldBlock => f.write_str("a body read would block a runtime thread"),
             HostError::Exit(code) => write!(f, "guest exited with code {code}"),
             HostError::TooLong => f.write_str("value longer than i32::MAX"),
+            HostError::Deadline => f.write_str("host call after the deadline"),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::HostError;
 use super::body::{BodyState, Phase};
+use super::waits::BodyWaits;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, StatusCode, request};
 use http_wasm_abi::{Feature, Features, HeaderKind};
@@ -88,9 +89,14 @@ impl Exchange {
 
     /// Before request trailers are read in `handle_request`, receives the
     /// rest of the request body (kept for the next handler) so they exist.
-    pub(crate) fn receive_trailers(&mut self, kind: HeaderKind, limit: usize) -> Result<(), HostError> {
+    pub(crate) fn receive_trailers(
+        &mut self,
+        kind: HeaderKind,
+        limit: usize,
+        waits: &BodyWaits,
+    ) -> Result<(), HostError> {
         if kind == HeaderKind::RequestTrailers && self.has(Feature::Trailers) && self.phase == Phase::Request {
-            self.req_body.drain(limit)?;
+            self.req_body.drain(limit, waits)?;
         }
         Ok(())
     }

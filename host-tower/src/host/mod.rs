@@ -12,6 +12,7 @@ mod log_line;
 mod memory;
 pub(crate) mod proposals;
 pub(crate) mod reach;
+pub(crate) mod waits;
 pub(crate) mod wasi;
 
 pub(crate) use body::{BodyState, BoxBody, Phase};
@@ -65,6 +66,8 @@ pub(crate) struct HostState {
     pub(crate) module_features: Features,
     /// The request being handled, if any.
     pub(crate) exchange: Option<Exchange>,
+    /// This instance's waits for the client's body (left out of deadlines).
+    pub(crate) waits: Arc<waits::BodyWaits>,
 }
 
 type R<T> = Result<T, HostError>;
@@ -114,7 +117,7 @@ fn map_bytes(map: &http::HeaderMap) -> usize {
 
 impl HostState {
     pub(crate) fn new(shared: Arc<Shared>) -> HostState {
-        HostState { shared, module_features: Features::NONE, exchange: None }
+        HostState { shared, module_features: Features::NONE, exchange: None, waits: Arc::default() }
     }
 
     fn ex(&mut self, func: &'static str) -> R<&mut Exchange> {
@@ -178,8 +181,8 @@ impl HostState {
     pub(crate) fn get_header_names(&mut self, mem: &mut dyn GuestMemory, kind: i32, buf: u32, limit: u32) -> R<i64> {
         let kind = HeaderKind::try_from(kind)?;
         let limit_b = self.shared.body_limit;
-        let ex = self.ex("get_header_names")?;
-        ex.receive_trailers(kind, limit_b)?;
+        let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("get_header_names"))?;
+        ex.receive_trailers(kind, limit_b, &self.waits)?;
         let Some(map) = ex.headers(kind) else { return Ok(0) };
         let host = (kind == HeaderKind::Request).then(|| ex.synthetic_host()).flatten();
         let mut names: Vec<&[u8]> = map.keys().map(|k| k.as_str().as_bytes()).collect();
@@ -202,8 +205,8 @@ impl HostState {
         let kind = HeaderKind::try_from(kind)?;
         let name = read_name(mem, name, name_len)?;
         let limit_b = self.shared.body_limit;
-        let ex = self.ex("get_header_values")?;
-        ex.receive_trailers(kind, limit_b)?;
+        let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("get_header_values"))?;
+        ex.receive_trailers(kind, limit_b, &self.waits)?;
         if kind == HeaderKind::Request
             && name == HOST
             && let Some(host) = ex.synthetic_host()
@@ -291,7 +294,7 @@ impl HostState {
             return Err(HostError::ZeroLimit);
         }
         let body_limit = self.shared.body_limit;
-        let ex = self.ex("read_body")?;
+        let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("read_body"))?;
         let (body, keep) = match (kind, ex.phase) {
             (BodyKind::Request, Phase::Request) => {
                 let keep = ex.has(Feature::BufferRequest);
@@ -310,7 +313,7 @@ impl HostState {
         };
         // Guard the range before consuming anything from the body.
         mem.check(buf, limit)?;
-        let (eof, len) = body.read(limit, keep, body_limit, |at, bytes| mem.write(buf + at, bytes))?;
+        let (eof, len) = body.read(limit, keep, body_limit, &self.waits, |at, bytes| mem.write(buf + at, bytes))?;
         Ok(EofLen { eof, len }.encode())
     }
 

@@ -338,13 +338,11 @@ mod generated_modules_never_panic_hang_or_bloat_the_host {
         super::fuzz(tower_http_wasm::Engine::Wasmtime);
     }
 
-    /// Ignored: the fuzzer found a deadlock in wasmer 7.3's interrupt
-    /// signal (it can land while the instance thread is inside `malloc` in
-    /// wasmer's host-import path, and the handler allocates again), which
-    /// hangs the test binary. Open defect; run it with
-    /// `cargo test -p tower-http-wasm --test all fuzz:: -- --ignored`.
+    /// This half found a deadlock in wasmer 7.3's interrupt signal (it could
+    /// land while the instance thread was inside `malloc` in the host-call
+    /// path); the host now stops such guests without the signal
+    /// (`engine/call_watch.rs`). Replay: `FUZZ_SEED=0xe51f89a1e9930ceb FUZZ_CASES=100`.
     #[test]
-    #[ignore = "wasmer 7.3's interrupt can deadlock in malloc (open defect, see the session notes)"]
     fn wasmer() {
         super::fuzz(tower_http_wasm::Engine::Wasmer);
     }

@@ -264,3 +264,56 @@ tower_http_wasm::per_engine! {
         assert_eq!((got.status, got.headers.get_all("x-big").iter().count()), (200, 64), "within the cap");
     }
 }
+
+/// Runs `f` on its own thread and fails if it has not returned within
+/// `bound`: a hang becomes a failure instead of a stuck test binary.
+fn within<T: Send + 'static>(bound: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound).unwrap_or_else(|_| panic!("{what}: still running after {bound:?}: the host hangs"))
+}
+
+tower_http_wasm::per_engine! {
+    #[test]
+    fn a_guest_looping_on_host_calls_is_stopped_at_the_deadline(engine) {
+        // A loop that spends nearly all its time in host calls: wasmer's
+        // interrupt signal used to land inside the host-call path (in
+        // `malloc`) and deadlock the instance thread, hanging the host. Each
+        // start runs on a fresh instance, so each is a new chance.
+        let looping = |export: &str| {
+            module(&format!(
+                r#"(func (export "{export}") {result} (loop $l (drop (call $log_enabled (i32.const 0))) (br $l)) {value})
+  {rest}"#,
+                result = if export == "_start" { "" } else { "(result i64)" },
+                value = if export == "_start" { "" } else { "(i64.const 1)" },
+                rest = if export == "_start" {
+                    format!(r#"(func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#)
+                } else {
+                    NOOP_RESPONSE.to_string()
+                },
+            ))
+        };
+        let start = looping("_start");
+        within(Duration::from_secs(60), "40 looping starts", move || {
+            for _ in 0..40 {
+                let err = builder(engine).deadline(Duration::from_millis(20)).build(&start).unwrap_err();
+                assert!(err.is_start(), "{err}");
+            }
+        });
+        let request = looping("handle_request");
+        let statuses = within(Duration::from_secs(60), "40 looping requests", move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let plugin = builder(engine).deadline(Duration::from_millis(20)).build(&request).unwrap();
+            rt.block_on(async {
+                let mut statuses = Vec::new();
+                for _ in 0..40 {
+                    statuses.push(send(&plugin, get("/")).await.status);
+                }
+                statuses
+            })
+        });
+        assert!(statuses.iter().all(|s| *s == 500), "{statuses:?}");
+    }
+}

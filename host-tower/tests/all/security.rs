@@ -335,3 +335,52 @@ tower_http_wasm::per_engine! {
         }
     }
 }
+
+tower_http_wasm::per_engine! {
+    // Issue 17: the deadline bounds the guest's computing, not the client's
+    // pauses. A guest reading its body 100 bytes at a time, with a 100 ms
+    // deadline, while the client pauses 600 ms mid-body: before, it was
+    // stopped at its deadline (500); a guest that computes past it still is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_pausing_mid_body_does_not_spend_the_guests_deadline(engine) {
+        let wasm = module(&format!("{READS_BODY} {NOOP_RESPONSE}"));
+        let plugin = builder(engine).deadline(Duration::from_millis(100)).build(&wasm).unwrap();
+        let (tx, body) = fed_body();
+        let req = Request::post("/upload").body(body).unwrap();
+        let sent = tokio::spawn({
+            let plugin = plugin.clone();
+            async move { send_bounded(&plugin, req).await }
+        });
+        for _ in 0..3 {
+            tx.send(Ok(Frame::data(Bytes::from(vec![b'a'; 50])))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        drop(tx);
+        let got = sent.await.unwrap();
+        // (The guest consumed the body, so the next handler echoes none.)
+        assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+        assert_eq!(plugin.metrics().deadline_hits, 0);
+
+        // The same guest, looping after it read the body, is still stopped.
+        let looping = module(&format!(
+            r#"(func (export "handle_request") (result i64)
+    (loop $more
+      (br_if $more (i64.eqz (i64.shr_u (call $read_body (i32.const 0) (i32.const 0) (i32.const 100)) (i64.const 32)))))
+    (loop $l (br $l))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+        ));
+        let plugin = builder(engine).deadline(Duration::from_millis(100)).build(&looping).unwrap();
+        let (tx, body) = fed_body();
+        let req = Request::post("/upload").body(body).unwrap();
+        let sent = tokio::spawn({
+            let plugin = plugin.clone();
+            async move { send_bounded(&plugin, req).await }
+        });
+        tx.send(Ok(Frame::data(Bytes::from_static(b"abc")))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(tx);
+        assert_eq!(sent.await.unwrap().status, 500);
+        assert_eq!(plugin.metrics().deadline_hits, 1);
+    }
+}
