@@ -3,7 +3,7 @@
 use crate::embedded::EXAMPLES;
 use crate::serve::forwarded::Forwarded;
 use crate::serve::pipeline::{self, FilterSpec, Options, Pipeline};
-use crate::serve::proxy::{Next, Upstream};
+use crate::serve::proxy::{self, Next, Upstream};
 use crate::serve::settings::{self, Settings, positive};
 use crate::serve::{self, Gateway, dapr};
 use bytes::Bytes;
@@ -49,6 +49,13 @@ pub struct ServeArgs {
     /// upstream it is sent as `:authority`.
     #[arg(long, requires = "upstream")]
     rewrite_host: bool,
+    /// The most idle connections kept open to the upstream over HTTP/1.1
+    /// (more may be open while requests are in flight; they close when
+    /// done). Connections go to the upstream's address alone, whatever
+    /// `host` clients send; over HTTP/2 (`--upstream-http2`) every request
+    /// shares one connection. Default: 32.
+    #[arg(long, value_name = "N", default_value_t = proxy::DEFAULT_MAX_IDLE, requires = "upstream")]
+    upstream_max_idle: usize,
     /// How long an HTTP/1.1 client may take to send a request head before
     /// the connection is closed: `500ms`, `30s`. Default: 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive)]
@@ -285,7 +292,9 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     };
     let next = match &args.upstream {
         Some(url) => Next::Upstream(Box::new(
-            Upstream::new(url, args.upstream_http2)?.timeout(args.upstream_timeout).rewrite_host(args.rewrite_host),
+            Upstream::new(url, args.upstream_http2, args.upstream_max_idle)?
+                .timeout(args.upstream_timeout)
+                .rewrite_host(args.rewrite_host),
         )),
         None => Next::Echo,
     };

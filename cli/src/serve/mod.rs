@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod reload;
 pub mod settings;
+pub mod upstream_h2;
 
 use bytes::{Buf, Bytes};
 use forwarded::Forwarded;

@@ -10,6 +10,7 @@
 //! message early (HTTP/1.1: the connection closes; HTTP/2: the stream is
 //! reset), as any proxy must.
 
+use super::upstream_h2::SharedHttp2;
 use super::{BodyError, OutBody};
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
@@ -20,7 +21,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), besides
@@ -111,14 +113,29 @@ pub enum Next {
 /// The default of [`Upstream::timeout`]: 60 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default of [`Upstream::new`]'s `max_idle`: 32.
+pub const DEFAULT_MAX_IDLE: usize = 32;
+
 /// An upstream HTTP server.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     authority: Authority,
-    http2: bool,
     timeout: Duration,
     rewrite_host: bool,
-    client: Client<Dial, Outgoing>,
+    transport: Transport,
+}
+
+/// How requests reach the upstream: connections to its address alone,
+/// whatever `host` the requests name.
+#[derive(Clone, Debug)]
+enum Transport {
+    /// HTTP/1.1: a pool keyed by the upstream's authority (every request's
+    /// URI names it; `host` travels as a header), keeping at most
+    /// `max_idle` idle connections.
+    Http1(Box<Client<HttpConnector, Outgoing>>),
+    /// HTTP/2: one connection that every request shares, whatever its
+    /// `:authority`.
+    Http2(Arc<SharedHttp2>),
 }
 
 /// A request body on its way to the upstream, noting whether it failed
@@ -153,33 +170,15 @@ impl Body for Outgoing {
     }
 }
 
-/// Dials the upstream whatever authority the request's URI names: over
-/// HTTP/2 that authority is the client's `host`, sent as `:authority`.
-#[derive(Clone, Debug)]
-pub struct Dial {
-    http: HttpConnector,
-    upstream: Uri,
-}
-
-impl tower::Service<Uri> for Dial {
-    type Response = <HttpConnector as tower::Service<Uri>>::Response;
-    type Error = <HttpConnector as tower::Service<Uri>>::Error;
-    type Future = <HttpConnector as tower::Service<Uri>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.http.poll_ready(cx)
-    }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        self.http.call(self.upstream.clone())
-    }
-}
-
 impl Upstream {
     /// `url` must be `http://host:port` (a path is ignored). With `http2`
-    /// the client speaks HTTP/2 with prior knowledge. Defaults: `host`
-    /// passed as received, a [`DEFAULT_TIMEOUT`] for the response head.
-    pub fn new(url: &str, http2: bool) -> Result<Upstream, String> {
+    /// the client speaks HTTP/2 with prior knowledge over one shared
+    /// connection; over HTTP/1.1 at most `max_idle` idle connections are
+    /// kept (see [`DEFAULT_MAX_IDLE`]). Either way connections go to the
+    /// upstream's address, whatever `host` a request names. Defaults:
+    /// `host` passed as received, a [`DEFAULT_TIMEOUT`] for the response
+    /// head.
+    pub fn new(url: &str, http2: bool, max_idle: usize) -> Result<Upstream, String> {
         let uri: Uri = url.parse().map_err(|e| format!("--upstream {url:?}: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
@@ -196,9 +195,20 @@ impl Upstream {
         let mut http = HttpConnector::new();
         // Small writes (headers, chunks) go out at once, not after a delayed ACK.
         http.set_nodelay(true);
-        let dial = Dial { http, upstream: base };
-        let client = Client::builder(TokioExecutor::new()).http2_only(http2).build(dial);
-        Ok(Upstream { authority, http2, timeout: DEFAULT_TIMEOUT, rewrite_host: false, client })
+        let transport = if http2 {
+            Transport::Http2(Arc::new(SharedHttp2::new(http, base)))
+        } else {
+            let client = Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_max_idle_per_host(max_idle)
+                .build(http);
+            Transport::Http1(Box::new(client))
+        };
+        Ok(Upstream { authority, timeout: DEFAULT_TIMEOUT, rewrite_host: false, transport })
+    }
+
+    fn http2(&self) -> bool {
+        matches!(self.transport, Transport::Http2(_))
     }
 
     /// How long the upstream may take to answer, from the start of the
@@ -229,15 +239,17 @@ impl Upstream {
         } else {
             parts.headers.get(HOST).cloned()
         };
-        // HTTP/1.1 sends `host` as a header to the upstream's address;
-        // HTTP/2 sends it as `:authority` (and must not send a `host` that
-        // differs), on a connection that `Dial` opens to the upstream.
-        let authority = match (&host, self.http2) {
+        // HTTP/1.1 sends `host` as a header, and the URI names the
+        // upstream (the pool's key); HTTP/2 sends `host` as `:authority`
+        // (and must not send a `host` that differs), on the one shared
+        // connection to the upstream.
+        let http2 = self.http2();
+        let authority = match (&host, http2) {
             (Some(host), true) => Authority::try_from(host.as_bytes())
                 .map_err(|_| ProxyError::bad_gateway(self, format!("host {host:?} is not an authority for HTTP/2")))?,
             _ => self.authority.clone(),
         };
-        if self.http2 {
+        if http2 {
             parts.headers.remove(HOST);
         } else if let Some(host) = host {
             parts.headers.insert(HOST, host);
@@ -254,7 +266,7 @@ impl Upstream {
         let body = chunked_if_trailers(&mut parts.headers, body);
         // hyper's HTTP/1.1 client sends no body at all for a GET, HEAD or
         // CONNECT whose length it does not know, unless told to chunk it.
-        if !self.http2
+        if !http2
             && !body.is_end_stream()
             && body.size_hint().exact().is_none()
             && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
@@ -263,7 +275,13 @@ impl Upstream {
         }
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let body = Outgoing { body, failed: failed.clone() };
-        let sent = self.client.request(Request::from_parts(parts, body));
+        let req = Request::from_parts(parts, body);
+        let sent = async {
+            match &self.transport {
+                Transport::Http1(client) => client.request(req).await.map_err(|e| Box::new(e) as BoxError),
+                Transport::Http2(shared) => shared.request(req).await,
+            }
+        };
         match tokio::time::timeout(self.timeout, sent).await {
             Ok(Ok(res)) => {
                 let (mut parts, body) = res.into_parts();
@@ -271,9 +289,9 @@ impl Upstream {
                 Ok(Response::from_parts(parts, body.map_err(|e| BodyError(Box::new(e))).boxed_unsync()))
             }
             Ok(Err(e)) if failed.load(std::sync::atomic::Ordering::Relaxed) => {
-                Err(ProxyError { upstream: self.url(), cause: Cause::RequestBody, detail: chain(&e) })
+                Err(ProxyError { upstream: self.url(), cause: Cause::RequestBody, detail: chain(&*e) })
             }
-            Ok(Err(e)) => Err(ProxyError::bad_gateway(self, chain(&e))),
+            Ok(Err(e)) => Err(ProxyError::bad_gateway(self, chain(&*e))),
             Err(_) => Err(ProxyError {
                 upstream: self.url(),
                 cause: Cause::Timeout,
@@ -282,6 +300,8 @@ impl Upstream {
         }
     }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `e` and its sources, `a: b: c`.
 fn chain(e: &dyn std::error::Error) -> String {

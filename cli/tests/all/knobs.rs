@@ -178,6 +178,7 @@ fn every_knob_is_a_flag_with_its_default_and_bad_values_are_named() {
         ("--features <FEATURES>", "[default: all]"),
         ("--drain-timeout <DURATION>", "[default: 10s]"),
         ("--idle-timeout <DURATION>", "[default: 60s]"),
+        ("--upstream-max-idle <N>", "[default: 32]"),
     ] {
         let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
         let block = &help[at..];

@@ -20,3 +20,4 @@ mod policies;
 mod process;
 mod reload;
 mod soak;
+mod upstream_pool;
