@@ -6,6 +6,11 @@
 //! `wasm32-unknown-unknown` and runs it through the real host
 //! (`tower_http_wasm::testing::TestHost`) on every engine.
 //!
+//! Those two files are the crate `cli/template`, a member of this
+//! workspace: `cargo test --workspace` builds and runs the template's own
+//! tests with the artifacts it already has, and this command copies them
+//! word for word.
+//!
 //! Until the crates are published, the SDK and the host come as path
 //! dependencies: on `--sdk-path` (and the `host-tower/` beside it), or on
 //! the checkout this binary was built from when it is still there. Without
@@ -156,101 +161,12 @@ panic = "abort"
     ))
 }
 
-/// The crate's `src/lib.rs`: the README's `Gate`.
-const LIB_RS: &str = r#"//! An http-wasm filter: answers 403 to requests without `x-token`, and
-//! tags the others with `x-gate` (the configuration, or `gate` when empty).
-//!
-//! Build: `cargo build --release --target wasm32-unknown-unknown`, then
-//! run the module in front of a service, e.g.
-//! `http-wasm serve --filter target/wasm32-unknown-unknown/release/CRATE.wasm --config my-tag`.
-
-use http_wasm_sdk::{Config, Error, Filter, Next, Request, Response};
-
-/// Answers 403 to requests without `x-token`, tags the others.
-pub struct Gate {
-    tag: String,
-}
-
-impl Filter for Gate {
-    fn new(config: &Config) -> Result<Self, Error> {
-        let tag = config.as_str().ok_or("config must be UTF-8")?.trim();
-        Ok(Gate { tag: if tag.is_empty() { "gate".into() } else { tag.into() } })
-    }
-
-    fn handle_request(&mut self, req: &mut Request, res: &mut Response) -> Next {
-        if !req.headers().contains("x-token") {
-            res.set_status(403);
-            res.body().write("forbidden\n");
-            return Next::Stop;
-        }
-        req.headers().set("x-gate", &self.tag);
-        Next::Continue(0)
-    }
-}
-
-http_wasm_sdk::export_filter!(Gate);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_sets_the_tag() {
-        let tag = |config: &[u8]| Gate::new(&Config::from_bytes(config)).map(|g| g.tag);
-        assert_eq!(tag(b"").unwrap(), "gate");
-        assert_eq!(tag(b" blue \n").unwrap(), "blue");
-        assert!(tag(&[0xff]).is_err());
-    }
-}
-"#;
+/// The crate's `src/lib.rs`: the README's `Gate`. The template is a member
+/// of this workspace (`cli/template`), so its code and tests run in its CI.
+const LIB_RS: &str = include_str!("../template/src/lib.rs");
 
 /// The crate's `tests/filter.rs`.
-const TEST_RS: &str = r#"//! The filter built to wasm and run through the real host, on every engine.
-
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
-use tower_http_wasm::testing::TestHost;
-
-/// The module, built once per test run: `cargo build --release --target
-/// wasm32-unknown-unknown` into a target folder of its own (the one of this
-/// `cargo test` is busy).
-fn wasm() -> &'static [u8] {
-    static WASM: OnceLock<Vec<u8>> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasm");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the module failed (is the target installed? `rustup target add wasm32-unknown-unknown`)");
-        let file = format!("{}.wasm", env!("CARGO_PKG_NAME").replace('-', "_"));
-        let path = target_dir.join("wasm32-unknown-unknown/release").join(file);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    })
-}
-
-tower_http_wasm::per_engine! {
-    #[test]
-    fn a_request_without_a_token_gets_403(engine) {
-        let host = TestHost::builder().engine(engine).config("blue").build(wasm()).unwrap();
-        let res = host.get("/").send();
-        res.assert_status(403).assert_next_not_called();
-    }
-
-    #[test]
-    fn a_request_with_a_token_is_tagged_and_passed_on(engine) {
-        let host = TestHost::builder().engine(engine).config("blue").build(wasm()).unwrap();
-        let res = host.get("/x").header("x-token", "t").send();
-        res.assert_status(200).assert_next_called();
-        let tag = res.received().headers.get("x-gate").and_then(|v| v.to_str().ok());
-        assert_eq!(tag, Some("blue"), "[{engine}]");
-    }
-}
-"#;
+const TEST_RS: &str = include_str!("../template/tests/filter.rs");
 
 /// Runs `http-wasm new`.
 pub fn run(args: NewArgs) -> Result<ExitCode, String> {

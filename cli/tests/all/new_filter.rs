@@ -1,8 +1,14 @@
 //! `http-wasm new`: the generated crate builds for `wasm32-unknown-unknown`
 //! and its module runs under the real `http-wasm serve`.
 //!
-//! The generated crate's own `cargo test` compiles both engines in a target
-//! folder of its own (minutes on a cold cache), so it runs only with
+//! The generated `src/lib.rs` and `tests/filter.rs` are the workspace member
+//! `cli/template`, whose tests (the unit test, and `TestHost` on both
+//! engines) `cargo test --workspace` runs with the artifacts it has built
+//! anyway. The generated crate's own `cargo test` cannot share them: it is
+//! a workspace of its own, and cargo unifies features across the members of
+//! a workspace, so wasmtime, wasmer and Cranelift get other feature sets (and
+//! other artifacts) there than in this workspace. It compiles them from
+//! scratch, 305 s on 2 cores, so it runs only with
 //! `HTTP_WASM_TEST_NEW_CRATE=1`.
 
 use crate::net::{client, send, url};
@@ -101,7 +107,8 @@ tower_http_wasm::per_engine! {
 
 /// The generated crate's own tests (`cargo test` in it: its native unit
 /// test, and its `TestHost` test on both engines). Compiles wasmtime and
-/// wasmer in a target folder of its own: set `HTTP_WASM_TEST_NEW_CRATE=1`.
+/// wasmer from scratch (see the module's documentation): set
+/// `HTTP_WASM_TEST_NEW_CRATE=1`.
 #[test]
 fn the_generated_crate_passes_its_own_tests() {
     if std::env::var_os("HTTP_WASM_TEST_NEW_CRATE").is_none_or(|v| v != "1") {
