@@ -6,6 +6,7 @@ mod dapr;
 mod deploy;
 mod errors;
 mod forwarding;
+mod framing_guest;
 mod guests;
 mod health;
 mod hostile;
