@@ -214,7 +214,9 @@ impl PluginBuilder {
     /// bounds those waits). A call past it is stopped and the request gets
     /// the failure response (a load error for start): wasmtime by epoch
     /// interruption, checked every 10 ms; wasmer at the guest's next host
-    /// call, or by an interrupt signal if it makes none. Default: 1 s.
+    /// call, and a guest computing without host calls when it has executed
+    /// two billion WebAssembly operators per second of deadline (wasmer's
+    /// metering; about 2–3 deadlines for a loop). Default: 1 s.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
@@ -282,10 +284,14 @@ impl PluginBuilder {
 
     /// A directory where compiled modules are kept, keyed by the module's
     /// hash, the engine, its version and its settings, so that loading the
-    /// same module again skips compilation. Files are checked before use
-    /// (see the `cache` section of the crate docs): a truncated or altered
-    /// file is recompiled, never loaded. Default: none (every load
-    /// compiles).
+    /// same module again skips compilation. The directory is trusted only
+    /// as far as its owner: it and every file in it must be owned by the
+    /// effective user, not be symlinks and not be writable by group or
+    /// others (a directory that fails is not used, with a warning), and an
+    /// entry is loaded only if its HMAC-SHA256 tag verifies under the
+    /// directory's own key (a file `key`, mode 0600, made on first use). A
+    /// truncated, altered or foreign entry is recompiled, never loaded.
+    /// Default: none (every load compiles).
     #[cfg_attr(docsrs, doc(cfg(feature = "module-cache")))]
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());

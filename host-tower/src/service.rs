@@ -532,10 +532,7 @@ fn finish<B: Body>(mut ex: Exchange, passthrough: Option<B>) -> Response<Respons
     };
     // Framing headers the guest wrote give way to the body's own length.
     let framing = match framing {
-        Framing::Keep if ex.resp_framing_written => match body.size_hint().exact() {
-            Some(n) => Framing::Length(n),
-            None => Framing::Unknown,
-        },
+        Framing::Keep if ex.resp_framing_written => Framing::of_hint(body.size_hint()),
         framing => framing,
     };
     let mut res = Response::new(body);

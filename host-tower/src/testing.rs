@@ -66,13 +66,6 @@ impl TestHostBuilder {
         self
     }
 
-    /// Loads the guest once on every engine of this build
-    /// ([`Engine::ALL`](crate::Engine::ALL)); [`TestHost::engine`] tells
-    /// them apart in assertion messages.
-    pub fn build_each_engine(self, wasm: impl AsRef<[u8]>) -> Result<Vec<TestHost>, crate::Error> {
-        crate::Engine::ALL.iter().map(|&e| self.clone().engine(e).build(wasm.as_ref())).collect()
-    }
-
     /// Loads the guest.
     pub fn build(self, wasm: impl AsRef<[u8]>) -> Result<TestHost, crate::Error> {
         let plugin = self.plugin.build(wasm)?;
@@ -369,18 +362,15 @@ pub fn wat_imports() -> String {
 #[macro_export]
 macro_rules! per_engine {
     () => {};
-    (
-        $(#[$attr:meta])*
-        async fn $name:ident($engine:ident) $(-> $ret:ty)? $body:block
-        $($rest:tt)*
-    ) => {
+    // One test, `$($kw)*` being `async` or nothing.
+    (@stamp [$(#[$attr:meta])*] [$($kw:tt)*] $name:ident $engine:ident [$($ret:tt)*] $body:block) => {
         #[allow(non_snake_case)]
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             $crate::__per_engine_wasmtime! {
                 $(#[$attr])*
-                async fn wasmtime() $(-> $ret)? {
+                $($kw)* fn wasmtime() $($ret)* {
                     #[allow(unused_variables)]
                     let $engine = $crate::testing::__engine("wasmtime");
                     $body
@@ -388,13 +378,20 @@ macro_rules! per_engine {
             }
             $crate::__per_engine_wasmer! {
                 $(#[$attr])*
-                async fn wasmer() $(-> $ret)? {
+                $($kw)* fn wasmer() $($ret)* {
                     #[allow(unused_variables)]
                     let $engine = $crate::testing::__engine("wasmer");
                     $body
                 }
             }
         }
+    };
+    (
+        $(#[$attr:meta])*
+        async fn $name:ident($engine:ident) $(-> $ret:ty)? $body:block
+        $($rest:tt)*
+    ) => {
+        $crate::per_engine! { @stamp [$(#[$attr])*] [async] $name $engine [$(-> $ret)?] $body }
         $crate::per_engine! { $($rest)* }
     };
     (
@@ -402,27 +399,7 @@ macro_rules! per_engine {
         fn $name:ident($engine:ident) $(-> $ret:ty)? $body:block
         $($rest:tt)*
     ) => {
-        #[allow(non_snake_case)]
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::__per_engine_wasmtime! {
-                $(#[$attr])*
-                fn wasmtime() $(-> $ret)? {
-                    #[allow(unused_variables)]
-                    let $engine = $crate::testing::__engine("wasmtime");
-                    $body
-                }
-            }
-            $crate::__per_engine_wasmer! {
-                $(#[$attr])*
-                fn wasmer() $(-> $ret)? {
-                    #[allow(unused_variables)]
-                    let $engine = $crate::testing::__engine("wasmer");
-                    $body
-                }
-            }
-        }
+        $crate::per_engine! { @stamp [$(#[$attr])*] [] $name $engine [$(-> $ret)?] $body }
         $crate::per_engine! { $($rest)* }
     };
 }

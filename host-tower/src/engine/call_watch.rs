@@ -1,36 +1,51 @@
 //! How a wasmer guest call is stopped at its deadline.
 //!
-//! Wasmer interrupts a store with a signal to its thread, and its signal
-//! handler allocates (it records a backtrace). If the signal lands while the
-//! instance thread is itself allocating — in a host function, or in wasmer's
-//! own code around one — the thread deadlocks on the allocator's lock and
-//! never answers. The fuzzer found this; a guest that calls a host function
-//! in a loop hits it within a few dozen deadlines. So the signal is only the
-//! last resort:
+//! Wasmer 7.3 can interrupt a store with a signal to its thread, but its
+//! signal handler allocates and unwinds from wherever the thread is on the
+//! WebAssembly stack: inside a host function, a libcall (`memory.grow`) or
+//! wasmer's own bookkeeping after a host call, where it holds `malloc`'s or
+//! a shared lock. The fuzzer found both deadlocks (the second one took the
+//! lock of wasmer's global interrupt registry with it, which would hang every
+//! later wasmer store of the process). So this backend sends no signal:
 //!
-//! 1. Past the deadline the call's [`CallWatch`] is marked expired, and every
-//!    host function then traps at its entry or exit ([`CallWatch::enter`],
-//!    [`CallWatch::leave`]): a guest that makes host calls stops at its next
-//!    one, without a signal.
-//! 2. Only a guest that made no host call for a whole poll interval and is
-//!    not inside one — computing in WebAssembly, where the signal is safe — is
-//!    sent wasmer's interrupt, again each interval until it answers.
-//! 3. A thread that still has not answered [`ABANDON_AFTER`] past its
-//!    deadline is abandoned: the call fails with a timeout, the instance is
-//!    discarded, and the thread is left to itself (logged as an error). The
-//!    host never hangs on a guest.
+//! 1. **Operators.** Modules are compiled with wasmer's metering middleware;
+//!    each call may execute [`operator_budget`] operators — the deadline
+//!    times [`OPERATORS_PER_SECOND`] — and traps when they are spent. This
+//!    bounds a guest that computes without host calls, deterministically,
+//!    though only roughly in time (see [`OPERATORS_PER_SECOND`]).
+//! 2. **Wall time.** Past the deadline (its body waits left out) the call's
+//!    [`CallWatch`] is marked expired, and every host function then traps at
+//!    its entry or exit ([`CallWatch::enter`], [`CallWatch::leave`]): a guest
+//!    that makes host calls stops at its next one.
+//! 3. A call that has not answered [`ABANDON_AFTER`] past its deadline (it
+//!    cannot outlive its operators, but may run on a slow machine) is
+//!    given up on: the request fails with a timeout, the instance is
+//!    discarded, and its thread ends by itself when its operators run out.
 //!
 //! Time the guest spends waiting for the client's body does not count
 //! ([`BodyWaits`]).
 
 use crate::host::waits::BodyWaits;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use wasmer::Interrupter;
 
 /// How often the waiting side looks at an expired call.
 const POLL: Duration = Duration::from_millis(10);
+
+/// Operators a call may execute per second of its deadline. Metered code
+/// runs a branchy loop at roughly 0.7–1.2 billion operators a second on
+/// this project's machine, so such a loop is stopped at about 2–3 times
+/// its deadline; straight-line code runs faster and is stopped sooner (a
+/// guest computing flat out for most of a second is already far outside
+/// what a filter does per request).
+pub(crate) const OPERATORS_PER_SECOND: u64 = 2_000_000_000;
+
+/// Operators one call of `deadline` may execute.
+pub(crate) fn operator_budget(deadline: Duration) -> u64 {
+    let budget = deadline.as_nanos().saturating_mul(u128::from(OPERATORS_PER_SECOND)) / 1_000_000_000;
+    u64::try_from(budget).unwrap_or(u64::MAX).max(1)
+}
 
 /// How long past its deadline a call that does not stop is waited for.
 pub(crate) const ABANDON_AFTER: Duration = Duration::from_secs(5);
@@ -39,11 +54,7 @@ pub(crate) const ABANDON_AFTER: Duration = Duration::from_secs(5);
 /// call in progress.
 #[derive(Debug, Default)]
 pub(crate) struct CallWatch {
-    /// True while the guest is inside a host function.
-    in_host: AtomicBool,
-    /// Host calls made so far: the waiting side sees the guest's progress.
-    host_calls: AtomicU64,
-    /// Set past the deadline: host functions trap.
+    /// Set past the wall-time deadline: host functions trap.
     expired: AtomicBool,
 }
 
@@ -54,19 +65,12 @@ pub(crate) struct Expired;
 impl CallWatch {
     /// At a host function's entry.
     pub(crate) fn enter(&self) -> Result<(), Expired> {
-        if self.expired.load(Ordering::Acquire) {
-            return Err(Expired);
-        }
-        self.in_host.store(true, Ordering::Release);
-        // One writer (the instance thread): no read-modify-write needed.
-        self.host_calls.store(self.host_calls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
-        Ok(())
+        if self.expired.load(Ordering::Acquire) { Err(Expired) } else { Ok(()) }
     }
 
-    /// At a host function's exit.
+    /// At a host function's exit (which may have waited past the deadline).
     pub(crate) fn leave(&self) -> Result<(), Expired> {
-        self.in_host.store(false, Ordering::Release);
-        if self.expired.load(Ordering::Acquire) { Err(Expired) } else { Ok(()) }
+        self.enter()
     }
 
     /// Before a new call on the instance thread.
@@ -79,23 +83,22 @@ impl CallWatch {
 pub(crate) enum Waited<T> {
     /// The answer, within the deadline.
     InTime(T),
-    /// The answer, after the call was stopped at its deadline.
+    /// The answer, after the call's deadline passed.
     Stopped(T),
     /// The instance thread ended without answering.
     Ended,
-    /// The thread did not stop within [`ABANDON_AFTER`] past the deadline.
+    /// The call did not answer within [`ABANDON_AFTER`] past the deadline.
     Abandoned,
 }
 
 /// Waits for `rx`, the answer of a call that may compute for `deadline`,
-/// not counting its waits for the body; past it, stops the call as the
-/// module docs say.
+/// not counting its waits for the body; past it, marks the call expired
+/// (see the module docs).
 pub(crate) fn wait_for<T>(
     rx: &mpsc::Receiver<T>,
     deadline: Duration,
     watch: &CallWatch,
     waits: &BodyWaits,
-    interrupter: &Interrupter,
 ) -> Waited<T> {
     match super::wasmer::spin(rx) {
         Ok(v) => return Waited::InTime(v),
@@ -118,7 +121,6 @@ pub(crate) fn wait_for<T>(
         }
     }
     watch.expired.store(true, Ordering::Release);
-    let mut seen = watch.host_calls.load(Ordering::Acquire);
     loop {
         match rx.recv_timeout(POLL) {
             Ok(v) => return Waited::Stopped(v),
@@ -128,10 +130,5 @@ pub(crate) fn wait_for<T>(
         if ran() > deadline + ABANDON_AFTER {
             return Waited::Abandoned;
         }
-        let calls = watch.host_calls.load(Ordering::Acquire);
-        if calls == seen && !watch.in_host.load(Ordering::Acquire) {
-            interrupter.interrupt();
-        }
-        seen = calls;
     }
 }

@@ -8,8 +8,9 @@
 //! `host::proposals`). A `memory.grow` or
 //! `table.grow` past it then fails as the wasm specification says: it
 //! returns -1, and the guest's allocator traps or reports the failure. A
-//! module whose initial size is already over a cap fails to instantiate: a
-//! load error. (A table with an initialiser expression, from the
+//! module whose initial memory is already over the cap is a load error
+//! (as on wasmtime, naming the cap); one whose tables are fails to
+//! instantiate. (A table with an initialiser expression, from the
 //! function-references proposal, is left as it is.)
 
 use crate::error::{Error, Kind};
@@ -35,6 +36,13 @@ pub(crate) fn cap_memories_and_tables(wasm: &[u8], limit: usize, elements: u64) 
                 let mut section = wasm_encoder::MemorySection::new();
                 for memory in reader {
                     let m = memory.map_err(invalid)?;
+                    if m.initial > pages {
+                        // As wasmtime says it at instantiation.
+                        return Err(Error::new(Kind::Start, "instantiation failed").with_source(format!(
+                            "linear memory of {} bytes is over the instance's {limit}-byte cap",
+                            m.initial.saturating_mul(PAGE)
+                        )));
+                    }
                     let maximum = m.maximum.map_or(pages, |max| max.min(pages));
                     changed |= m.maximum != Some(maximum);
                     section.memory(wasm_encoder::MemoryType {

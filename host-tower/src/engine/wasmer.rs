@@ -26,10 +26,14 @@ use http_wasm_abi::MODULE;
 use std::borrow::Cow;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use wasmer::sys::CompilerConfig;
+use wasmer::wasmparser::Operator;
 use wasmer::{
-    Engine, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Interrupter, Memory, MemoryView,
-    Module, RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
+    Engine, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Memory, MemoryView, Module,
+    RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
 };
+use wasmer_middlewares::Metering;
+use wasmer_middlewares::metering::{self, MeteringPoints};
 
 struct StoreData {
     host: HostState,
@@ -59,10 +63,16 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
 /// A wasmer engine (Cranelift) that accepts WebAssembly 2.0 and nothing
 /// later: `host::proposals` refuses the rest first; this is the engine's
 /// own guard.
+///
+/// Its modules count the operators they execute (wasmer's metering
+/// middleware; see `call_watch`). A `Metering` serves one module, and each
+/// module gets an engine of its own.
 fn new_engine() -> Engine {
     let mut features = wasmer::sys::Features::none();
     features.reference_types(true).simd(true).bulk_memory(true).multi_value(true);
-    Engine::from(wasmer::sys::EngineBuilder::new(wasmer::sys::Cranelift::default()).set_features(Some(features)))
+    let mut compiler = wasmer::sys::Cranelift::default();
+    compiler.push_middleware(Arc::new(Metering::new(0, |_: &Operator<'_>| 1)));
+    Engine::from(wasmer::sys::EngineBuilder::new(compiler).set_features(Some(features)))
 }
 
 /// Compiles `wasm` only to validate it.
@@ -83,8 +93,8 @@ impl super::cache::Compiler for Compiler<'_> {
     type Module = Module;
 
     fn id(&self) -> Vec<u8> {
-        // `wasm2`: the proposals `new_engine` allows.
-        format!("wasmer {WASMER_VERSION}:wasm2:{}", self.0.deterministic_id()).into_bytes()
+        // `wasm2`: the proposals `new_engine` allows; `metered`: its middleware.
+        format!("wasmer {WASMER_VERSION}:wasm2:metered:{}", self.0.deterministic_id()).into_bytes()
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Module, Error> {
@@ -311,7 +321,6 @@ impl CompiledModule for WasmerModule {
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (stop_tx, stop_rx) = mpsc::sync_channel::<Interrupter>(1);
         let deadline = host.shared.deadline;
         let shared = host.shared.clone();
         let watch = Arc::new(CallWatch::default());
@@ -322,9 +331,7 @@ impl CompiledModule for WasmerModule {
             .name(format!("wasmer-{}", shared.name))
             .spawn(move || {
                 let watch = thread_watch;
-                let mut instance = match module.instantiate_here(host, watch.clone(), |i| {
-                    let _ = stop_tx.send(i);
-                }) {
+                let mut instance = match module.instantiate_here(host, watch.clone()) {
                     Ok(i) => {
                         let features = i.env.as_ref(&i.store).host.module_features;
                         let _ = ready_tx.send(Ok(features));
@@ -352,11 +359,8 @@ impl CompiledModule for WasmerModule {
             })
             .map_err(|e| Error::new(Kind::Start, "could not start a wasmer instance thread").with_source(e))?;
         let ended = || Error::new(Kind::Start, "the wasmer instance thread ended during start");
-        let Ok(interrupter) = stop_rx.recv() else {
-            return Err(ready_rx.recv().map_err(|_| ended())?.err().unwrap_or_else(ended));
-        };
         let past_deadline = || Error::new(Kind::Start, "the start function ran past its deadline");
-        let features = match wait_for(&ready_rx, deadline, &watch, &waits, &interrupter) {
+        let features = match wait_for(&ready_rx, deadline, &watch, &waits) {
             Waited::InTime(features) => features?,
             Waited::Stopped(_) => return Err(past_deadline()),
             Waited::Ended => return Err(ended()),
@@ -368,7 +372,7 @@ impl CompiledModule for WasmerModule {
         let mut host = HostState::new(shared);
         host.module_features = features;
         host.waits = waits;
-        Ok(Box::new(Proxy { host, jobs, interrupter, watch, deadline }))
+        Ok(Box::new(Proxy { host, jobs, watch, deadline }))
     }
 }
 
@@ -391,7 +395,6 @@ struct Job {
 struct Proxy {
     host: HostState,
     jobs: mpsc::Sender<Job>,
-    interrupter: Interrupter,
     watch: Arc<CallWatch>,
     deadline: Duration,
 }
@@ -437,7 +440,7 @@ impl Proxy {
         let lost = || Error::new(Kind::Guest, "the wasmer instance thread ended");
         self.jobs.send(job).map_err(|_| lost())?;
         let past_deadline = || Error::new(Kind::Timeout, "the guest call ran past its deadline");
-        match wait_for(&answer, self.deadline, &self.watch, &self.host.waits, &self.interrupter) {
+        match wait_for(&answer, self.deadline, &self.watch, &self.host.waits) {
             Waited::InTime((exchange, result)) => {
                 self.host.exchange = exchange;
                 result
@@ -471,14 +474,9 @@ impl GuestInstance for Proxy {
 
 impl WasmerModule {
     /// A new instance on the current thread, its start function run.
-    fn instantiate_here(
-        &self,
-        host: HostState,
-        watch: Arc<CallWatch>,
-        on_store: impl FnOnce(Interrupter),
-    ) -> Result<WasmerInstance, Error> {
+    fn instantiate_here(&self, host: HostState, watch: Arc<CallWatch>) -> Result<WasmerInstance, Error> {
         let mut store = Store::new(self.engine.clone());
-        on_store(store.interrupter());
+        let budget = call_watch::operator_budget(host.shared.deadline);
         let env = FunctionEnv::new(&mut store, StoreData { host, memory: None, watch });
         let imports = imports(&mut store, &env);
         let instance = Instance::new(&mut store, &self.module, &imports)
@@ -489,13 +487,21 @@ impl WasmerModule {
             .map_err(|_| Error::new(Kind::Abi, "export memory: missing"))?
             .clone();
         env.as_mut(&mut store).memory = Some(memory);
+        // One budget of operators for the start section and start export together.
+        metering::set_remaining_points(&mut store, &instance, budget);
+        let start_failed = |store: &mut Store, what: &str, e: RuntimeError| {
+            if metering::get_remaining_points(store, &instance) == MeteringPoints::Exhausted {
+                return start_error(what, "ran past its deadline".into());
+            }
+            start_error(what, e.message())
+        };
         // The start section, now that host functions reach the memory.
         if let Some(name) = &self.start_section {
             let f: TypedFunction<(), ()> = instance
                 .exports
                 .get_typed_function(&store, name)
                 .map_err(|e| start_error("the start function", e.to_string()))?;
-            f.call(&mut store).map_err(|e| start_error("the start function", e.message()))?;
+            f.call(&mut store).map_err(|e| start_failed(&mut store, "the start function", e))?;
         }
         if let Some(name) = self.checked.start_export() {
             let f: TypedFunction<(), ()> =
@@ -503,7 +509,7 @@ impl WasmerModule {
             if let Err(e) = f.call(&mut store) {
                 match host_error(&e) {
                     Some(HostError::Exit(0)) => {}
-                    _ => return Err(start_error(name, e.message())),
+                    _ => return Err(start_failed(&mut store, name, e)),
                 }
             }
         }
@@ -515,19 +521,19 @@ impl WasmerModule {
             .exports
             .get_typed_function(&store, http_wasm_abi::HANDLE_RESPONSE)
             .map_err(|e| start_error("handle_response", e.to_string()))?;
-        Ok(WasmerInstance { store, env, handle_request, handle_response })
+        Ok(WasmerInstance { store, env, instance, budget, handle_request, handle_response })
     }
 }
 
 struct WasmerInstance {
     store: Store,
     env: FunctionEnv<StoreData>,
+    /// For the metering globals.
+    instance: Instance,
+    /// Operators each call may execute (see `call_watch`).
+    budget: u64,
     handle_request: TypedFunction<(), i64>,
     handle_response: TypedFunction<(i32, i32), ()>,
-}
-
-fn guest_call_error(phase: &str, e: RuntimeError) -> Error {
-    call_error(phase, host_error(&e), e.message())
 }
 
 impl WasmerInstance {
@@ -536,12 +542,22 @@ impl WasmerInstance {
     }
 
     fn handle_request(&mut self) -> Result<i64, Error> {
-        self.handle_request.call(&mut self.store).map_err(|e| guest_call_error("handle_request", e))
+        metering::set_remaining_points(&mut self.store, &self.instance, self.budget);
+        let out = self.handle_request.call(&mut self.store);
+        out.map_err(|e| self.call_error("handle_request", e))
     }
 
     fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        self.handle_response
-            .call(&mut self.store, req_ctx as i32, is_error as i32)
-            .map_err(|e| guest_call_error("handle_response", e))
+        metering::set_remaining_points(&mut self.store, &self.instance, self.budget);
+        let out = self.handle_response.call(&mut self.store, req_ctx as i32, is_error as i32);
+        out.map_err(|e| self.call_error("handle_response", e))
+    }
+
+    /// The error of a failed call: a timeout when it spent its operators.
+    fn call_error(&mut self, phase: &str, e: RuntimeError) -> Error {
+        if metering::get_remaining_points(&mut self.store, &self.instance) == MeteringPoints::Exhausted {
+            return Error::new(Kind::Timeout, format!("{phase} ran past its deadline"));
+        }
+        call_error(phase, host_error(&e), e.message())
     }
 }

@@ -305,7 +305,7 @@ fn host_error(e: &wasmtime::Error) -> Option<&HostError> {
 }
 
 fn start_error(what: &str, e: wasmtime::Error) -> Error {
-    Error::new(Kind::Start, format!("{what} failed")).with_source(format!("{e:#}"))
+    Error::new(Kind::Start, format!("{what} failed")).with_source(describe(&e))
 }
 
 impl CompiledModule for WasmtimeModule {
@@ -361,8 +361,19 @@ fn guest_call_error(phase: &str, e: wasmtime::Error) -> Error {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => Error::new(Kind::Timeout, format!("{phase} ran past its deadline")),
         Some(t) => call_error(phase, None, t.to_string()),
-        None => call_error(phase, host_error(&e), format!("{e:#}")),
+        None => call_error(phase, host_error(&e), describe(&e)),
     }
+}
+
+/// What went wrong in a guest call or start: the trap or host error, not
+/// wasmtime's wasm backtrace around it (kept for `debug` logs: a
+/// filter's author wants it, a gateway's error line does not).
+fn describe(e: &wasmtime::Error) -> String {
+    if let Some(backtrace) = e.downcast_ref::<wasmtime::WasmBacktrace>() {
+        tracing::debug!(target: "http_wasm::guest", "wasm backtrace:\n{backtrace}");
+        return e.root_cause().to_string();
+    }
+    format!("{e:#}")
 }
 
 impl GuestInstance for WasmtimeInstance {

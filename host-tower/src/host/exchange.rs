@@ -179,6 +179,12 @@ impl Framing {
         if trailers { Framing::Unknown } else { Framing::Length(len) }
     }
 
+    /// The framing that replaces the one a guest wrote: the body's exact
+    /// length when it knows it, none otherwise.
+    pub(crate) fn of_hint(hint: http_body::SizeHint) -> Framing {
+        hint.exact().map_or(Framing::Unknown, Framing::Length)
+    }
+
     /// Applies the framing to `headers`.
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
         match self {
@@ -195,15 +201,13 @@ pub(crate) fn is_framing(name: &http::HeaderName) -> bool {
 }
 
 impl Exchange {
-    /// Notes that the guest wrote header `name` of `kind`: framing headers
-    /// it wrote are replaced by the host's when the message leaves.
-    pub(crate) fn wrote_header(&mut self, kind: HeaderKind, name: &http::HeaderName) {
-        if is_framing(name) {
-            match kind {
-                HeaderKind::Request => self.req_framing_written = true,
-                HeaderKind::Response => self.resp_framing_written = true,
-                HeaderKind::RequestTrailers | HeaderKind::ResponseTrailers => {}
-            }
+    /// Notes that the guest wrote a framing header of `kind`: the host
+    /// replaces it when the message leaves.
+    pub(crate) fn wrote_framing(&mut self, kind: HeaderKind) {
+        match kind {
+            HeaderKind::Request => self.req_framing_written = true,
+            HeaderKind::Response => self.resp_framing_written = true,
+            HeaderKind::RequestTrailers | HeaderKind::ResponseTrailers => {}
         }
     }
 
@@ -252,9 +256,9 @@ impl Exchange {
         }
         // An empty request goes without `content-length` (a GET with
         // `content-length: 0` is legal but unusual).
-        let framing = match http_body::Body::size_hint(&body).exact() {
-            Some(n) if n > 0 => Framing::Length(n),
-            _ => Framing::Unknown,
+        let framing = match Framing::of_hint(http_body::Body::size_hint(&body)) {
+            Framing::Length(0) => Framing::Unknown,
+            framing => framing,
         };
         (body, framing)
     }

@@ -238,7 +238,7 @@ impl HostState {
         };
         let limit = self.shared.header_limit;
         let ex = self.ex(func)?;
-        ex.wrote_header(kind, &name);
+        let framing = exchange::is_framing(&name);
         let map = ex.headers_mut(kind)?;
         match value {
             None => {
@@ -254,6 +254,11 @@ impl HostState {
                     map.insert(name, value);
                 }
             }
+        }
+        // Only a write that took place: the host replaces framing headers
+        // the guest wrote when the message leaves.
+        if framing {
+            ex.wrote_framing(kind);
         }
         Ok(())
     }

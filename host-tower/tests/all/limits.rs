@@ -87,6 +87,7 @@ tower_http_wasm::per_engine! {
         let wasm = module(&format!(r#"(func (export "handle_request") (result i64) (i64.const 1)) {NOOP_RESPONSE}"#));
         let err = builder(engine).memory_limit(1 << 20).build(&wasm).unwrap_err();
         assert!(err.is_load(), "{err}");
+        assert!(err.to_string().contains("over the instance's 1048576-byte cap"), "{err}");
     }
 }
 
