@@ -127,9 +127,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = settings::span)]
     pool_wait: Duration,
     /// How long a client may send no request body data (between two
-    /// frames, or before the first) while a filter waits for it: then the
-    /// client gets 408 and the filter instance it held is released. Dapr
-    /// metadata: `bodyTimeout`. Default: 30s.
+    /// frames, or before the first) while a filter or the upstream waits
+    /// for it: then the client gets 408 (HTTP/1.1: and the connection
+    /// closes), the upstream exchange is aborted and any filter instance it
+    /// held is released. Dapr metadata: `bodyTimeout` (the shortest in the
+    /// pipeline applies on the way to the upstream). Default: 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = settings::positive)]
     body_timeout: Duration,
     /// The longest one guest call (start, `handle_request`,

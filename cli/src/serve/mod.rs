@@ -1,6 +1,7 @@
 //! `http-wasm serve`: a reverse proxy running a pipeline of filters.
 
 pub mod admin;
+pub mod body_timeout;
 pub mod connection;
 pub mod dapr;
 pub mod forwarded;
@@ -116,7 +117,7 @@ impl Gateway {
     /// the access log.
     async fn handle(self, mut req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<OutBody> {
         let started = Instant::now();
-        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
         let res = if valid_host(&req) {
             req.extensions_mut().insert(SourceAddr(peer));
             proxy::strip_hop_by_hop_request(req.headers_mut());
@@ -133,6 +134,11 @@ impl Gateway {
             let res = self.pipeline.call(req).await;
             let (mut parts, body) = res.into_parts();
             proxy::strip_hop_by_hop(&mut parts.headers);
+            // A 408 leaves the rest of the request body unread: HTTP/1.1
+            // cannot go on with the connection (HTTP/2 resets the stream).
+            if parts.status == StatusCode::REQUEST_TIMEOUT && version < http::Version::HTTP_2 {
+                parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             let body = proxy::chunked_if_trailers(&mut parts.headers, body);
             Response::from_parts(parts, body)
         } else {
@@ -157,9 +163,15 @@ impl Gateway {
 /// connection (a filter that answered without next, or replaced the body).
 const DRAIN_LIMIT: usize = 1 << 20;
 
+/// How long the background drain waits for each frame: a client still
+/// sending sends; one that paused (a body that timed out) is not waited
+/// for, and its connection is let go.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
 /// The client's request body; dropped before its end (a filter did not
 /// need it), the rest is read and discarded in the background, up to
-/// [`DRAIN_LIMIT`] bytes and for at most 10 s. Without this, hyper closes
+/// [`DRAIN_LIMIT`] bytes, for at most 10 s, and while frames come at
+/// least every [`DRAIN_IDLE`]. Without this, hyper closes
 /// an HTTP/1.1 connection with unread bytes, and the kernel's reset can
 /// destroy the response on its way.
 struct Drain<B: Body + Unpin + Send + 'static> {
@@ -209,7 +221,7 @@ impl<B: Body + Unpin + Send + 'static> Drop for Drain<B> {
         runtime.spawn(async move {
             let drain = async {
                 let mut read = 0usize;
-                while let Some(Ok(frame)) = body.frame().await {
+                while let Ok(Some(Ok(frame))) = tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
                     if let Some(data) = frame.data_ref() {
                         read += data.remaining();
                         if read > DRAIN_LIMIT {

@@ -1,5 +1,6 @@
 //! An ordered chain of filters, each an `HttpWasmLayer`, the first outermost.
 
+use super::body_timeout::DEFAULT_BODY_TIMEOUT;
 use super::proxy::{Next, ProxyError};
 use super::settings::Settings;
 use super::{BodyError, OutBody};
@@ -8,6 +9,7 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use std::path::PathBuf;
+use std::time::Duration;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
 use tower_http_wasm::{Engine, HttpWasm, Plugin, RequestBody};
@@ -79,8 +81,8 @@ type Inner = BoxCloneService<Request<RequestBody>, Response<OutBody>, ProxyError
 /// The loaded chain, ready to serve requests of any body type.
 #[derive(Clone)]
 pub enum Pipeline {
-    /// No filter: straight to the next handler.
-    Plain(Next),
+    /// No filter: straight to the next handler, with the body timeout.
+    Plain(Next, Duration),
     /// The outermost filter around the rest.
     Filtered(HttpWasm<Inner>),
 }
@@ -88,7 +90,7 @@ pub enum Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Pipeline::Plain(n) => f.debug_tuple("Plain").field(n).finish(),
+            Pipeline::Plain(n, t) => f.debug_tuple("Plain").field(n).field(t).finish(),
             Pipeline::Filtered(_) => f.write_str("Filtered"),
         }
     }
@@ -108,9 +110,15 @@ impl Pipeline {
     /// the loaded filters, in order, for reloads and metrics.
     pub fn build(filters: Vec<FilterSpec>, next: Next, options: &Options) -> Result<(Pipeline, Vec<Loaded>), String> {
         let mut loaded = Vec::new();
-        for f in filters {
+        // On the way to the upstream, a body stalls at the first filter's
+        // timeout that fires: the shortest.
+        let mut body_timeout = options.settings.body_timeout.unwrap_or(DEFAULT_BODY_TIMEOUT);
+        for (i, f) in filters.into_iter().enumerate() {
+            let settings = f.settings.over(&options.settings);
+            let own = settings.body_timeout.unwrap_or(DEFAULT_BODY_TIMEOUT);
+            body_timeout = if i == 0 { own } else { body_timeout.min(own) };
             let builder = Plugin::builder().name(f.name.clone()).engine(options.engine).config(f.config);
-            let mut builder = f.settings.over(&options.settings).apply(builder);
+            let mut builder = settings.apply(builder);
             if let Some(dir) = &options.cache_dir {
                 builder = builder.cache_dir(dir.clone());
             }
@@ -118,9 +126,12 @@ impl Pipeline {
             tracing::info!(target: "http_wasm::serve", filter = %f.name, source = %f.source, features = %plugin.module_features(), "filter loaded");
             loaded.push(Loaded { name: f.name, path: f.path, plugin });
         }
-        let Some(first) = loaded.first().map(|l| l.plugin.clone()) else { return Ok((Pipeline::Plain(next), loaded)) };
+        let Some(first) = loaded.first().map(|l| l.plugin.clone()) else {
+            return Ok((Pipeline::Plain(next, body_timeout), loaded));
+        };
         let end = next.clone();
-        let mut inner: Inner = boxed(tower::service_fn(move |req: Request<RequestBody>| end.clone().call(req)));
+        let mut inner: Inner =
+            boxed(tower::service_fn(move |req: Request<RequestBody>| end.clone().call(req, body_timeout)));
         for l in loaded.iter().skip(1).rev() {
             inner = boxed(HttpWasm::new(inner, l.plugin.clone()));
         }
@@ -136,7 +147,7 @@ impl Pipeline {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let result = match self {
-            Pipeline::Plain(next) => next.call(req).await,
+            Pipeline::Plain(next, body_timeout) => next.call(req, body_timeout).await,
             Pipeline::Filtered(svc) => {
                 let req = req.map(|b| b.map_err(|e| BodyError(e.into())));
                 svc.oneshot(req).await.map(|res| res.map(|b| b.boxed_unsync()))

@@ -4,12 +4,14 @@
 //! Errors: an upstream that cannot be reached, refuses, resets or answers
 //! something that is not HTTP gives a [`ProxyError`] (502); one that sends
 //! no response head within the timeout gives 504; a request whose own body
-//! failed on the way (the client vanished mid-body) gives 400, and the
-//! upstream is not blamed. Once the response head
+//! failed on the way (the client vanished mid-body) gives 400, one whose
+//! body sent nothing for the body timeout 408, and the upstream is not
+//! blamed. Once the response head
 //! has been passed on, a failure of its body can only end the client's
 //! message early (HTTP/1.1: the connection closes; HTTP/2: the stream is
 //! reset), as any proxy must.
 
+use super::body_timeout::{IdleTimeout, is_timed_out};
 use super::upstream_h2::SharedHttp2;
 use super::{BodyError, OutBody};
 use bytes::Bytes;
@@ -23,6 +25,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), besides
@@ -138,12 +141,17 @@ enum Transport {
     Http2(Arc<SharedHttp2>),
 }
 
+/// How the request body of an exchange ended, when it failed.
+const BODY_OK: u8 = 0;
+const BODY_FAILED: u8 = 1;
+const BODY_TIMED_OUT: u8 = 2;
+
 /// A request body on its way to the upstream, noting whether it failed
-/// (the client vanished mid-body): then a failed exchange is the
-/// request's fault, not the upstream's.
+/// (the client vanished mid-body, or stopped sending it): then a failed
+/// exchange is the request's fault, not the upstream's.
 pub struct Outgoing {
     body: OutBody,
-    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<AtomicU8>,
 }
 
 impl Body for Outgoing {
@@ -155,8 +163,9 @@ impl Body for Outgoing {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
         let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
-        if let Some(Err(_)) = &frame {
-            self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(Err(e)) = &frame {
+            let how = if is_timed_out(e) { BODY_TIMED_OUT } else { BODY_FAILED };
+            self.failed.store(how, Ordering::Relaxed);
         }
         std::task::Poll::Ready(frame)
     }
@@ -273,7 +282,7 @@ impl Upstream {
         {
             parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
-        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = Arc::new(AtomicU8::new(BODY_OK));
         let body = Outgoing { body, failed: failed.clone() };
         let req = Request::from_parts(parts, body);
         let sent = async {
@@ -288,10 +297,14 @@ impl Upstream {
                 strip_hop_by_hop(&mut parts.headers);
                 Ok(Response::from_parts(parts, body.map_err(|e| BodyError(Box::new(e))).boxed_unsync()))
             }
-            Ok(Err(e)) if failed.load(std::sync::atomic::Ordering::Relaxed) => {
-                Err(ProxyError { upstream: self.url(), cause: Cause::RequestBody, detail: chain(&*e) })
+            Ok(Err(e)) => {
+                let cause = match failed.load(Ordering::Relaxed) {
+                    BODY_TIMED_OUT => Cause::BodyTimeout,
+                    BODY_FAILED => Cause::RequestBody,
+                    _ => Cause::Upstream,
+                };
+                Err(ProxyError { upstream: self.url(), cause, detail: chain(&*e) })
             }
-            Ok(Err(e)) => Err(ProxyError::bad_gateway(self, chain(&*e))),
             Err(_) => Err(ProxyError {
                 upstream: self.url(),
                 cause: Cause::Timeout,
@@ -330,11 +343,14 @@ enum Cause {
     /// The request body failed on its way (the client vanished or broke
     /// off mid-body): 400, and nobody is likely to read it.
     RequestBody,
+    /// The client sent no request body data for the body timeout: 408.
+    BodyTimeout,
 }
 
 /// The upstream gave no response: the gateway answers 502, 504 when it
-/// timed out, 400 when the request's own body failed on the way. The
-/// detail is for the log, never for the client.
+/// timed out, 400 when the request's own body failed on the way, 408 when
+/// the client stopped sending it. The detail is for the log, never for
+/// the client.
 #[derive(Debug)]
 pub struct ProxyError {
     upstream: String,
@@ -348,18 +364,19 @@ impl ProxyError {
     }
 
     /// 504 when the upstream timed out, 400 when the request body failed,
-    /// else 502.
+    /// 408 when it stopped, else 502.
     pub fn status(&self) -> StatusCode {
         match self.cause {
             Cause::Upstream => StatusCode::BAD_GATEWAY,
             Cause::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Cause::RequestBody => StatusCode::BAD_REQUEST,
+            Cause::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     /// True when the client's side failed (its body), not the upstream.
     pub fn is_client_side(&self) -> bool {
-        self.cause == Cause::RequestBody
+        matches!(self.cause, Cause::RequestBody | Cause::BodyTimeout)
     }
 
     /// What the client gets: the status and its reason phrase, nothing more.
@@ -380,7 +397,9 @@ impl Next {
     /// Forwards `req`: strips hop-by-hop headers both ways, keeps `host` as
     /// it stands (or its HTTP/2 authority) unless the upstream rewrites it,
     /// and fails with a [`ProxyError`] when the upstream gives no response.
-    pub async fn call<B>(self, req: Request<B>) -> Result<Response<OutBody>, ProxyError>
+    /// A request body that sends nothing for `body_timeout` fails the
+    /// exchange (408).
+    pub async fn call<B>(self, req: Request<B>, body_timeout: Duration) -> Result<Response<OutBody>, ProxyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -394,6 +413,7 @@ impl Next {
             parts.headers.insert(HOST, host);
         }
         let body = body.map_err(|e| BodyError(e.into())).boxed_unsync();
+        let body = IdleTimeout::new(body, body_timeout).boxed_unsync();
         match self {
             Next::Echo => {
                 let res = http_wasm_conformance::backend::respond(Request::from_parts(parts, body)).await;

@@ -21,4 +21,5 @@ mod policies;
 mod process;
 mod reload;
 mod soak;
+mod stalled_body;
 mod upstream_pool;
