@@ -29,11 +29,15 @@ use std::time::Duration;
 use wasmer::sys::CompilerConfig;
 use wasmer::wasmparser::Operator;
 use wasmer::{
-    Engine, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance, Memory, MemoryView, Module,
+    Engine, Function, FunctionEnv, FunctionEnvMut, FunctionType, Global, Imports, Instance, Memory, MemoryView, Module,
     RuntimeError, Store, StoreMut, Type, TypedFunction, Value,
 };
 use wasmer_middlewares::Metering;
 use wasmer_middlewares::metering::{self, MeteringPoints};
+
+/// The global wasmer's metering middleware exports (see its
+/// `set_remaining_points`), looked up once per instance.
+const REMAINING_POINTS: &str = "wasmer_metering_remaining_points";
 
 struct StoreData {
     host: HostState,
@@ -68,6 +72,7 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
 /// middleware; see `call_watch`). A `Metering` serves one module, and each
 /// module gets an engine of its own.
 fn new_engine() -> Engine {
+    // (The budget is set per call; see `call_watch`.)
     let mut features = wasmer::sys::Features::none();
     features.reference_types(true).simd(true).bulk_memory(true).multi_value(true);
     let mut compiler = wasmer::sys::Cranelift::default();
@@ -487,6 +492,12 @@ impl WasmerModule {
             .map_err(|_| Error::new(Kind::Abi, "export memory: missing"))?
             .clone();
         env.as_mut(&mut store).memory = Some(memory);
+        // The metering middleware's global: the operators the call may still run.
+        let points = instance
+            .exports
+            .get_global(REMAINING_POINTS)
+            .map_err(|e| start_error("instantiation", format!("the metering global: {e}")))?
+            .clone();
         // One budget of operators for the start section and start export together.
         metering::set_remaining_points(&mut store, &instance, budget);
         let start_failed = |store: &mut Store, what: &str, e: RuntimeError| {
@@ -521,7 +532,7 @@ impl WasmerModule {
             .exports
             .get_typed_function(&store, http_wasm_abi::HANDLE_RESPONSE)
             .map_err(|e| start_error("handle_response", e.to_string()))?;
-        Ok(WasmerInstance { store, env, instance, budget, handle_request, handle_response })
+        Ok(WasmerInstance { store, env, instance, points, budget, handle_request, handle_response })
     }
 }
 
@@ -530,6 +541,8 @@ struct WasmerInstance {
     env: FunctionEnv<StoreData>,
     /// For the metering globals.
     instance: Instance,
+    /// The operators the call in progress may still run.
+    points: Global,
     /// Operators each call may execute (see `call_watch`).
     budget: u64,
     handle_request: TypedFunction<(), i64>,
@@ -542,15 +555,24 @@ impl WasmerInstance {
     }
 
     fn handle_request(&mut self) -> Result<i64, Error> {
-        metering::set_remaining_points(&mut self.store, &self.instance, self.budget);
+        self.refuel();
         let out = self.handle_request.call(&mut self.store);
         out.map_err(|e| self.call_error("handle_request", e))
     }
 
     fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        metering::set_remaining_points(&mut self.store, &self.instance, self.budget);
+        self.refuel();
         let out = self.handle_response.call(&mut self.store, req_ctx as i32, is_error as i32);
         out.map_err(|e| self.call_error("handle_response", e))
+    }
+
+    /// Gives the next call its budget. (A call that spent it failed, and its
+    /// instance was discarded, so the exhausted flag is never set here.)
+    fn refuel(&mut self) {
+        let budget = Value::I64(self.budget as i64);
+        if let Err(e) = self.points.set(&mut self.store, budget) {
+            tracing::error!("wasmer metering global: {e}");
+        }
     }
 
     /// The error of a failed call: a timeout when it spent its operators.
