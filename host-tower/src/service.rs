@@ -241,6 +241,8 @@ impl<F: FailureResponse> Run<F> {
         Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)))
     }
 
+    /// One request through the guest, as its phases: receive, acquire,
+    /// request phase, forward, response phase, respond.
     async fn exchange<S, ReqBody, ResBody>(
         self,
         mut inner: S,
@@ -262,93 +264,40 @@ impl<F: FailureResponse> Run<F> {
         let body_limit = loaded.body_limit();
         let (parts, body) = req.into_parts();
         let body = IdleTimeout::new(body, loaded.body_timeout());
-        // A module that buffers requests gets the body collected before it
-        // takes an instance: a slow client never holds one.
-        let (collected, body) = if !body.is_end_stream() && features.has(Feature::BufferRequest) {
-            match collect(body, body_limit).await {
-                Ok(c) => (Some(c), None),
-                Err(CollectError::TooLarge(limit)) => {
-                    let e = crate::engine::call_error(
-                        "request body",
-                        Some(&HostError::BodyTooLarge { limit }),
-                        format!("over {limit} bytes"),
-                    );
-                    return Ok(self.fail(Stage::Body, None, e));
-                }
-                Err(CollectError::Body(e)) => return Ok(self.fail(Stage::Body, None, client_body_error(e))),
-            }
-        } else {
-            (None, Some(body))
+
+        // Receive: a module that buffers requests gets the body collected
+        // before it takes an instance, so a slow client never holds one.
+        let incoming = match Incoming::receive(body, features, body_limit).await {
+            Ok(incoming) => incoming,
+            Err(e) => return Ok(self.fail(Stage::Body, None, e)),
         };
+
+        // Acquire. A busy pool is not the guest's failure: 503 whatever the policy.
         let mut lease = match Lease::acquire(loaded).await {
-            Ok(l) => l,
-            // A busy pool is not the guest's failure: 503 whatever the policy.
+            Ok(lease) => lease,
             Err(e) if fail_open && !e.is_pool_timeout() => {
                 self.skip(Stage::Acquire, None, &e);
-                let body = match (collected, body) {
-                    (Some((chunks, trailers)), _) => RequestBody::buffered(chunks, None, trailers),
-                    (None, body) => RequestBody::stream(body.map(box_body)),
-                };
-                let req = Request::from_parts(parts, body);
+                let req = Request::from_parts(parts, incoming.into_request_body());
                 return Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)));
             }
             Err(e) => return Ok(self.fail(Stage::Acquire, None, e)),
         };
+
+        // Request phase.
         let original = fail_open.then(|| Original::of(&parts));
         let source_addr =
             parts.extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| parts.extensions.get::<SocketAddr>().copied());
-        let req_body = match (collected, body) {
-            (Some((chunks, trailers)), _) => BodyState::complete(chunks, trailers),
-            (None, None) => BodyState::default(),
-            (None, Some(body)) if body.is_end_stream() => BodyState::default(),
-            (None, Some(body)) => {
-                let declared = body.size_hint().exact();
-                let mut state = BodyState::streaming(box_body(body), declared);
-                let mut prefetched = state.prefetch(PREFETCH_LIMIT);
-                if matches!(prefetched, Ok(false)) && state.held < PREFETCH_LIMIT {
-                    // One turn of the executor, then what has come since:
-                    // hyper decodes an HTTP/1 body in the task that polls
-                    // this future, so the end of a body already received
-                    // (a terminating chunk) shows only after it ran.
-                    tokio::task::yield_now().await;
-                    prefetched = state.prefetch(PREFETCH_LIMIT);
-                }
-                if let Err(e) = prefetched {
-                    let e = crate::engine::call_error("request body", Some(&e), String::from("failed"));
-                    return Ok(self.fail(Stage::Body, None, e));
-                }
-                state
-            }
+        let req_body = match incoming.into_state().await {
+            Ok(state) => state,
+            Err(e) => return Ok(self.fail(Stage::Body, None, e)),
         };
         let arriving = req_body.source.is_some();
         lease.host().exchange = Some(Exchange::new(parts, req_body, features, source_addr));
-
-        let result = match tokio::runtime::Handle::try_current() {
-            // A body still arriving: run the guest where its reads may wait
-            // (see `host::body`), never on a runtime thread.
-            Ok(handle) if arriving => {
-                let task = handle.spawn_blocking(move || {
-                    let r = blocking_reads(|| lease.instance().handle_request());
-                    (lease, r)
-                });
-                match task.await {
-                    Ok((l, r)) => {
-                        lease = l;
-                        r
-                    }
-                    Err(_) => {
-                        let e = Error::new(crate::error::Kind::Guest, "handle_request panicked");
-                        return Ok(self.fail(Stage::Request, None, e));
-                    }
-                }
-            }
-            Err(_) if arriving => blocking_reads(|| lease.instance().handle_request()),
-            _ => lease.instance().handle_request(),
+        let (mut lease, result) = match request_phase(lease, arriving).await {
+            Ok(ran) => ran,
+            Err(e) => return Ok(self.fail(Stage::Request, None, e)),
         };
-        let ctx = match result.and_then(|raw| {
-            CtxNext::decode(raw)
-                .map_err(|v| Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}")))
-        }) {
+        let ctx = match result {
             Ok(ctx) => ctx,
             Err(e) if e.is_body_too_large() => return Ok(self.fail(Stage::Request, Some(&mut lease), e)),
             Err(e) => return self.request_failed(inner, lease, original, e).await,
@@ -363,19 +312,8 @@ impl<F: FailureResponse> Run<F> {
         }
         counters.next_call();
 
-        // Hand the request on; keep what the guest may still read of it.
-        let (body, framing) = ex.forward_request();
-        let mut fwd = Request::new(body);
-        *fwd.method_mut() = ex.request.method.clone();
-        *fwd.uri_mut() = if lease.reads_uri() { ex.request.uri.clone() } else { std::mem::take(&mut ex.request.uri) };
-        *fwd.version_mut() = ex.request.version;
-        // A guest that can read the URI or headers may still read them in
-        // `handle_response`; for any other they move.
-        *fwd.headers_mut() =
-            if lease.reads_headers() { ex.request.headers.clone() } else { std::mem::take(&mut ex.request.headers) };
-        *fwd.extensions_mut() = std::mem::take(&mut ex.request.extensions);
-        framing.apply(fwd.headers_mut());
-
+        // Forward.
+        let fwd = forward(&mut ex, &lease);
         let result = inner.call(fwd).await;
         ex.phase = Phase::Response;
         let response = match result {
@@ -388,50 +326,20 @@ impl<F: FailureResponse> Run<F> {
                 return Err(e);
             }
         };
+
+        // Response phase.
         let (parts, inner_body) = response.into_parts();
         // What the next handler answered, to skip a failed filter.
-        let answered = fail_open.then(|| (parts.status, parts.version, parts.headers.clone()));
-        // Merge what the guest wrote before next (spec §2.1).
-        if !(ex.status_set && parts.status == StatusCode::OK) {
-            ex.status = parts.status;
-        }
-        if ex.resp_headers.is_empty() {
-            ex.resp_headers = parts.headers;
-        } else {
-            let mut last = None;
-            for (name, value) in parts.headers {
-                if let Some(n) = name {
-                    last = Some(n);
-                }
-                if let Some(n) = &last {
-                    ex.resp_headers.append(n.clone(), value);
-                }
-            }
-        }
+        let answered = fail_open.then(|| Answered {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers.clone(),
+            trailers: None,
+        });
+        merge_head(&mut ex, parts);
         let guest_trailers = ex.resp_body.trailers.take();
-        let mut is_error = None;
-        let mut passthrough = None;
-        if ex.has(Feature::BufferResponse) {
-            match collect(inner_body, body_limit).await {
-                Ok((chunks, trailers)) => {
-                    let written = if chunks.is_empty() { ex.resp_body.written.take() } else { None };
-                    ex.resp_body = BodyState::complete(chunks, trailers);
-                    ex.resp_body.written = written;
-                }
-                Err(CollectError::Body(e)) => {
-                    is_error = Some(format!("the next handler's response body failed: {e}"));
-                }
-                Err(CollectError::TooLarge(limit)) => {
-                    is_error = Some(format!("the next handler's response body is over the {limit}-byte buffer limit"));
-                }
-            }
-        } else if inner_body.is_end_stream() && ex.resp_body.written.is_some() {
-            // The guest's body stands when the next handler wrote none.
-        } else {
-            ex.resp_body.written = None;
-            passthrough = Some(inner_body);
-        }
-        let upstream_trailers = if answered.is_some() { ex.resp_body.trailers.clone() } else { None };
+        let (passthrough, is_error) = take_response_body(&mut ex, inner_body, body_limit).await;
+        let answered = answered.map(|a| Answered { trailers: ex.resp_body.trailers.clone(), ..a });
         if let Some(t) = guest_trailers {
             let mine = ex.resp_body.trailers.get_or_insert_with(HeaderMap::new);
             for (k, v) in t.iter() {
@@ -440,25 +348,10 @@ impl<F: FailureResponse> Run<F> {
         }
         lease.host().exchange = Some(ex);
         if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error.is_some()) {
-            // Fail open: the next handler's response as it came, when its body is whole.
-            let Some((status, version, headers)) = answered else {
-                return Ok(self.fail(Stage::Response, Some(&mut lease), e));
-            };
-            let body = match (passthrough, lease.host().exchange.take()) {
-                (Some(inner), _) => ResponseBody::inner(inner, None),
-                (None, Some(mut ex)) if is_error.is_none() && !ex.resp_body.consumed => {
-                    ex.resp_body.written = None;
-                    ResponseBody::buffered(ex.resp_body.take_chunks(), upstream_trailers)
-                }
-                _ => return Ok(self.fail(Stage::Response, Some(&mut lease), e)),
-            };
-            self.skip(Stage::Response, Some(&mut lease), &e);
-            let mut res = Response::new(body);
-            *res.status_mut() = status;
-            *res.version_mut() = version;
-            *res.headers_mut() = headers;
-            return Ok(res);
+            return Ok(self.response_failed(lease, answered, passthrough, is_error.is_some(), e));
         }
+
+        // Respond.
         let Some(ex) = lease.host().exchange.take() else {
             let e = Error::new(crate::error::Kind::Guest, "exchange lost");
             return Ok(self.fail(Stage::Response, Some(&mut lease), e));
@@ -468,6 +361,199 @@ impl<F: FailureResponse> Run<F> {
         }
         Ok(finish(ex, passthrough))
     }
+
+    /// A failure in `handle_response`: the failure response, or with
+    /// [`FailurePolicy::Open`] the next handler's response as it came, when
+    /// its body is whole.
+    fn response_failed<B>(
+        &self,
+        mut lease: Lease,
+        answered: Option<Answered>,
+        passthrough: Option<B>,
+        body_failed: bool,
+        error: Error,
+    ) -> Response<ResponseBody<B>> {
+        let Some(answered) = answered else {
+            return self.fail(Stage::Response, Some(&mut lease), error);
+        };
+        let body = match (passthrough, lease.host().exchange.take()) {
+            (Some(inner), _) => ResponseBody::inner(inner, None),
+            (None, Some(mut ex)) if !body_failed && !ex.resp_body.consumed => {
+                ex.resp_body.written = None;
+                ResponseBody::buffered(ex.resp_body.take_chunks(), answered.trailers)
+            }
+            _ => return self.fail(Stage::Response, Some(&mut lease), error),
+        };
+        self.skip(Stage::Response, Some(&mut lease), &error);
+        let mut res = Response::new(body);
+        *res.status_mut() = answered.status;
+        *res.version_mut() = answered.version;
+        *res.headers_mut() = answered.headers;
+        res
+    }
+}
+
+/// The request body as it arrives: collected whole for a module that
+/// buffers requests, else still streaming.
+enum Incoming<B> {
+    Collected(VecDeque<Bytes>, Option<HeaderMap>),
+    Streaming(B),
+}
+
+impl<B> Incoming<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Collects `body` when the module buffers requests (413 past `limit`).
+    async fn receive(body: B, features: http_wasm_abi::Features, limit: usize) -> Result<Incoming<B>, Error> {
+        if body.is_end_stream() || !features.has(Feature::BufferRequest) {
+            return Ok(Incoming::Streaming(body));
+        }
+        match collect(body, limit).await {
+            Ok((chunks, trailers)) => Ok(Incoming::Collected(chunks, trailers)),
+            Err(CollectError::TooLarge(limit)) => Err(crate::engine::call_error(
+                "request body",
+                Some(&HostError::BodyTooLarge { limit }),
+                format!("over {limit} bytes"),
+            )),
+            Err(CollectError::Body(e)) => Err(client_body_error(e.into())),
+        }
+    }
+
+    /// The body for the next handler, when the filter is skipped.
+    fn into_request_body(self) -> RequestBody {
+        match self {
+            Incoming::Collected(chunks, trailers) => RequestBody::buffered(chunks, None, trailers),
+            Incoming::Streaming(body) => RequestBody::stream(Some(box_body(body))),
+        }
+    }
+
+    /// The body as the guest reads it, with what has already arrived.
+    async fn into_state(self) -> Result<BodyState, Error> {
+        let body = match self {
+            Incoming::Collected(chunks, trailers) => return Ok(BodyState::complete(chunks, trailers)),
+            Incoming::Streaming(body) if body.is_end_stream() => return Ok(BodyState::default()),
+            Incoming::Streaming(body) => body,
+        };
+        let declared = body.size_hint().exact();
+        let mut state = BodyState::streaming(box_body(body), declared);
+        let mut prefetched = state.prefetch(PREFETCH_LIMIT);
+        if matches!(prefetched, Ok(false)) && state.held < PREFETCH_LIMIT {
+            // One turn of the executor, then what has come since: hyper
+            // decodes an HTTP/1 body in the task that polls this future, so
+            // the end of a body already received (a terminating chunk)
+            // shows only after it ran.
+            tokio::task::yield_now().await;
+            prefetched = state.prefetch(PREFETCH_LIMIT);
+        }
+        match prefetched {
+            Ok(_) => Ok(state),
+            Err(e) => Err(crate::engine::call_error("request body", Some(&e), String::from("failed"))),
+        }
+    }
+}
+
+/// Runs `handle_request`. A body still arriving: where its reads may wait
+/// (see `host::body`), never on a runtime thread. `Err` when the guest's
+/// thread panicked (the lease is gone with it).
+async fn request_phase(mut lease: Lease, arriving: bool) -> Result<(Lease, Result<CtxNext, Error>), Error> {
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(handle) if arriving => {
+            let task = handle.spawn_blocking(move || {
+                let r = blocking_reads(|| lease.instance().handle_request());
+                (lease, r)
+            });
+            let Ok((l, r)) = task.await else {
+                return Err(Error::new(crate::error::Kind::Guest, "handle_request panicked"));
+            };
+            lease = l;
+            r
+        }
+        Err(_) if arriving => blocking_reads(|| lease.instance().handle_request()),
+        _ => lease.instance().handle_request(),
+    };
+    let ctx = result.and_then(|raw| {
+        CtxNext::decode(raw).map_err(|v| Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}")))
+    });
+    Ok((lease, ctx))
+}
+
+/// The request for the next handler; the exchange keeps what the guest may
+/// still read of it in `handle_response` (URI and headers move otherwise).
+fn forward(ex: &mut Exchange, lease: &Lease) -> Request<RequestBody> {
+    let (body, framing) = ex.forward_request();
+    let mut fwd = Request::new(body);
+    *fwd.method_mut() = ex.request.method.clone();
+    *fwd.uri_mut() = if lease.reads_uri() { ex.request.uri.clone() } else { std::mem::take(&mut ex.request.uri) };
+    *fwd.version_mut() = ex.request.version;
+    *fwd.headers_mut() =
+        if lease.reads_headers() { ex.request.headers.clone() } else { std::mem::take(&mut ex.request.headers) };
+    *fwd.extensions_mut() = std::mem::take(&mut ex.request.extensions);
+    framing.apply(fwd.headers_mut());
+    fwd
+}
+
+/// The next handler's response head, kept to skip a failed filter.
+struct Answered {
+    status: StatusCode,
+    version: http::Version,
+    headers: HeaderMap,
+    trailers: Option<HeaderMap>,
+}
+
+/// Merges the next handler's status and headers with what the guest wrote
+/// before next (spec §2.1): the guest's status stands unless it is 200
+/// and the next handler's is not; the next handler's headers are added.
+fn merge_head(ex: &mut Exchange, parts: http::response::Parts) {
+    if !(ex.status_set && parts.status == StatusCode::OK) {
+        ex.status = parts.status;
+    }
+    if ex.resp_headers.is_empty() {
+        ex.resp_headers = parts.headers;
+        return;
+    }
+    let mut last = None;
+    for (name, value) in parts.headers {
+        if let Some(n) = name {
+            last = Some(n);
+        }
+        if let Some(n) = &last {
+            ex.resp_headers.append(n.clone(), value);
+        }
+    }
+}
+
+/// The next handler's response body: buffered for a guest that reads it
+/// (with why it failed, if it did), else passed through unless the guest
+/// wrote a body and the next handler's is empty.
+async fn take_response_body<B>(ex: &mut Exchange, body: B, limit: usize) -> (Option<B>, Option<String>)
+where
+    B: Body,
+    B::Error: std::fmt::Display,
+{
+    if ex.has(Feature::BufferResponse) {
+        let failed = match collect(body, limit).await {
+            Ok((chunks, trailers)) => {
+                let written = if chunks.is_empty() { ex.resp_body.written.take() } else { None };
+                ex.resp_body = BodyState::complete(chunks, trailers);
+                ex.resp_body.written = written;
+                None
+            }
+            Err(CollectError::Body(e)) => Some(format!("the next handler's response body failed: {e}")),
+            Err(CollectError::TooLarge(limit)) => {
+                Some(format!("the next handler's response body is over the {limit}-byte buffer limit"))
+            }
+        };
+        return (None, failed);
+    }
+    if body.is_end_stream() && ex.resp_body.written.is_some() {
+        // The guest's body stands when the next handler wrote none.
+        return (None, None);
+    }
+    ex.resp_body.written = None;
+    (Some(body), None)
 }
 
 /// The response of a guest that did not call next.
