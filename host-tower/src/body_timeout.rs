@@ -11,8 +11,24 @@ use std::time::Duration;
 
 /// The error a request body fails with when no frame arrived within
 /// [`PluginBuilder::body_timeout`](crate::PluginBuilder::body_timeout).
+///
+/// The request body the layer hands to the next handler fails with it too
+/// (as the source of its [`BoxError`]): a proxy behind the layer tells a
+/// stalled client from a broken one with [`BodyTimedOut::is_cause_of`].
 #[derive(Debug)]
-pub(crate) struct BodyTimedOut(pub(crate) Duration);
+pub struct BodyTimedOut(pub(crate) Duration);
+
+impl BodyTimedOut {
+    /// The time allowed between two frames of the body.
+    pub fn timeout(&self) -> Duration {
+        self.0
+    }
+
+    /// Whether `error`, or an error it wraps, is a body timeout.
+    pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
+        is_timed_out(error)
+    }
+}
 
 impl std::fmt::Display for BodyTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -81,6 +81,7 @@ pub mod testing;
 pub mod units;
 
 pub use body::{BoxError, RequestBody, ResponseBody};
+pub use body_timeout::BodyTimedOut;
 pub use error::Error;
 pub use failure::{DefaultFailureResponse, FailureResponse};
 pub use future::ResponseFuture;

@@ -4,9 +4,9 @@
 //! instances pinned around it) forever. The client then gets 408.
 //!
 //! The filters' host applies the same timeout to what it reads itself and
-//! to the bodies it passes on, with an error of its own that the gateway
-//! cannot name; whichever timer fires first, [`IdleTimeout`] tells a
-//! timed-out body from a failed one by how long it had been waiting.
+//! to the bodies it passes on, failing them with
+//! [`tower_http_wasm::BodyTimedOut`]; whichever timer fires first, the
+//! gateway answers 408.
 
 use super::BodyError;
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The body timeout when none is set: 30 s, the host's default.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,14 +32,13 @@ impl std::fmt::Display for BodyTimedOut {
 impl std::error::Error for BodyTimedOut {}
 
 /// A request body that fails with [`BodyTimedOut`] when no frame arrives
-/// within `timeout` of the previous one (or of the first poll), and that
-/// reports any other failure that ends a wait of the whole timeout as a
-/// timeout too (the host's own timer fired first).
+/// within `timeout` of the previous one (or of the first poll), or when
+/// the host's own body timeout failed it.
 pub struct IdleTimeout<B> {
     inner: B,
     timeout: Duration,
-    /// Since when a frame is awaited, and the timer for it.
-    waiting: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
+    /// The timer for the frame awaited.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -48,10 +47,6 @@ impl<B> IdleTimeout<B> {
         IdleTimeout { inner, timeout, waiting: None }
     }
 }
-
-/// Timers of one tick may wake in either order: a failure this close to
-/// the deadline is the deadline's.
-const TOLERANCE: Duration = Duration::from_millis(20);
 
 impl<B> Body for IdleTimeout<B>
 where
@@ -63,16 +58,16 @@ where
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            let waited = this.waiting.take().map(|(since, _)| since.elapsed());
+            this.waiting = None;
             return Poll::Ready(match frame {
-                Some(Err(_)) if waited.is_some_and(|w| w + TOLERANCE >= this.timeout) => {
+                Some(Err(e)) if tower_http_wasm::BodyTimedOut::is_cause_of(&*e.0) => {
                     Some(Err(BodyError(Box::new(BodyTimedOut(this.timeout)))))
                 }
                 other => other,
             });
         }
         let timeout = this.timeout;
-        let (_, sleep) = this.waiting.get_or_insert_with(|| (Instant::now(), Box::pin(tokio::time::sleep(timeout))));
+        let sleep = this.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(sleep.as_mut().poll(cx));
         this.waiting = None;
         Poll::Ready(Some(Err(BodyError(Box::new(BodyTimedOut(timeout))))))
