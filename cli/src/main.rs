@@ -4,12 +4,13 @@
 //! ```text
 //! http-wasm serve [--listen ADDR] [--upstream URL [--upstream-http2] [--upstream-timeout DURATION] [--rewrite-host]]
 //!                 [--forwarded append|replace|off]
-//!                 [--filter FILE [--config STRING | --config-file FILE]]... | [--dapr DIR_OR_FILE]...
+//!                 [--filter FILE|URL [--config STRING | --config-file FILE]]... | [--dapr DIR_OR_FILE]...
 //!                 [--engine wasmtime|wasmer] [--isolation reuse|per-request|recycle-after:N]
 //!                 [--failure-policy closed|open] [--cache-dir DIR] [--watch-interval DURATION|off]
 //!                 [--pool-size N] [--pool-wait DURATION] [--deadline DURATION] [--memory-limit SIZE]
 //!                 [--table-limit N] [--body-limit SIZE] [--header-limit SIZE] [--body-timeout DURATION]
 //!                 [--guest-log-level LEVEL] [--features FEATURES] [--drain-timeout DURATION] [--admin ADDR]
+//!                 [--module-max-size SIZE] [--module-timeout DURATION] [--insecure-registry HOST]...
 //! http-wasm inspect FILE [--engine wasmtime|wasmer]
 //! http-wasm build-examples --out DIR
 //! http-wasm conformance backend [--listen ADDR]
@@ -21,6 +22,7 @@ mod conformance;
 mod embedded;
 mod examples;
 mod inspect;
+mod module_source;
 mod new;
 mod serve;
 mod serve_cmd;

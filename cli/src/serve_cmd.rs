@@ -1,6 +1,7 @@
 //! `http-wasm serve`: arguments to a pipeline, then the server.
 
 use crate::embedded::EXAMPLES;
+use crate::module_source;
 use crate::serve::forwarded::Forwarded;
 use crate::serve::pipeline::{self, FilterSpec, Options, Pipeline};
 use crate::serve::proxy::{self, Next, Upstream};
@@ -77,10 +78,13 @@ pub struct ServeArgs {
     /// filters see the result.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = Forwarded::Append)]
     forwarded: Forwarded,
-    /// A filter module; repeat for a pipeline (the first is outermost).
-    /// Its name in logs and metrics is the file's stem (`-2`, `-3`... for
-    /// repeats). Default: none.
-    #[arg(long = "filter", value_name = "FILE")]
+    /// A filter module; repeat for a pipeline (the first is outermost): a
+    /// file, or `http(s)://URL` or `oci://REGISTRY/REPO:TAG` (or
+    /// `@sha256:HEX`), fetched at start and on SIGHUP; any but a plain path
+    /// may end in `#sha256=HEX`, a pin (docs/gateway.md, "Module
+    /// sources"). Its name in logs and metrics is the file's stem (`-2`,
+    /// `-3`... for repeats). Default: none.
+    #[arg(long = "filter", value_name = "FILE|URL")]
     filters: Vec<PathBuf>,
     /// The configuration of the `--filter` before it: the argument's bytes
     /// as given (on Unix, not necessarily UTF-8). Default: empty.
@@ -193,6 +197,8 @@ pub struct ServeArgs {
     /// Default: off.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    #[command(flatten)]
+    module_sources: module_source::Fetch,
 }
 
 enum Item {
@@ -201,7 +207,11 @@ enum Item {
 }
 
 /// Pairs each `--config`/`--config-file` with the `--filter` before it.
-fn filters_in_order(args: &ServeArgs, matches: &ArgMatches) -> Result<Vec<FilterSpec>, String> {
+fn filters_in_order(
+    args: &ServeArgs,
+    matches: &ArgMatches,
+    fetch: &module_source::Fetch,
+) -> Result<Vec<FilterSpec>, String> {
     let idx = |id: &str| matches.indices_of(id).map(|i| i.collect::<Vec<_>>()).unwrap_or_default();
     let mut items: Vec<(usize, Item)> = Vec::new();
     items.extend(idx("filters").into_iter().zip(&args.filters).map(|(i, f)| (i, Item::Filter(f.clone()))));
@@ -220,8 +230,9 @@ fn filters_in_order(args: &ServeArgs, matches: &ArgMatches) -> Result<Vec<Filter
     for (_, item) in items {
         match item {
             Item::Filter(path) => {
-                let wasm = std::fs::read(&path).map_err(|e| format!("--filter {}: {e}", path.display()))?;
-                let name = path.file_stem().map_or_else(|| "filter".into(), |s| s.to_string_lossy().into_owned());
+                let wasm =
+                    module_source::load(&path, fetch).map_err(|e| format!("--filter {}: {e}", path.display()))?;
+                let name = module_source::name(&path);
                 let source = path.display().to_string();
                 let spec = FilterSpec {
                     name,
@@ -246,11 +257,11 @@ fn filters_in_order(args: &ServeArgs, matches: &ArgMatches) -> Result<Vec<Filter
     Ok(specs.into_iter().map(|(s, _)| s).collect())
 }
 
-fn dapr_filters(paths: &[PathBuf]) -> Result<Vec<FilterSpec>, String> {
+fn dapr_filters(paths: &[PathBuf], fetch: &module_source::Fetch) -> Result<Vec<FilterSpec>, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
     let mut specs = Vec::new();
     for f in dapr::load(paths, &cwd)? {
-        let wasm = std::fs::read(&f.path).map_err(|e| {
+        let wasm = module_source::load(&f.path, fetch).map_err(|e| {
             format!("{}: Component {:?}: spec.metadata url: {}: {e}", f.file.display(), f.name, f.path.display())
         })?;
         specs.push(FilterSpec {
@@ -285,12 +296,13 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     if (!args.configs.is_empty() || !args.config_files.is_empty()) && args.filters.is_empty() {
         return Err("--config and --config-file need a --filter before them".into());
     }
+    let fetch = args.module_sources.clone().cache_dir(args.cache_dir.clone());
     let mut filters = if demo {
         demo_filters()
     } else if !args.dapr.is_empty() {
-        dapr_filters(&args.dapr)?
+        dapr_filters(&args.dapr, &fetch)?
     } else {
-        filters_in_order(&args, matches)?
+        filters_in_order(&args, matches, &fetch)?
     };
     let next = match &args.upstream {
         Some(url) => Next::Upstream(Box::new(
@@ -332,7 +344,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         Next::Echo => "the built-in echo backend".to_string(),
     };
     // SIGHUP and SIGTERM are handled from here on: before "listening" is printed.
-    serve::reload::spawn(&loaded, args.watch_interval.0);
+    serve::reload::spawn(&loaded, args.watch_interval.0, fetch);
     let stop = serve::stop_signal()?;
     let health = serve::admin::Health::default();
     let admin = admin.map(|(at, listener)| {

@@ -34,8 +34,9 @@
 //! component. Any other field is an error naming the file and the field.
 //!
 //! Rules: a `file://` URL is relative to the working directory unless its
-//! path starts with `/`; `http(s)://` URLs are refused (not supported
-//! here). Handlers run in the listed order (the first sees the request
+//! path starts with `/`; `http(s)://` and `oci://` URLs are fetched as
+//! [`module_source`](crate::module_source) says, pinned by the `sha256`
+//! metadata (our extension) when given. Handlers run in the listed order (the first sees the request
 //! first). `spec.appHttpPipeline` is used when there is no
 //! `spec.httpPipeline`. Without any `Configuration`, a single wasm component
 //! is used alone. Components of other types are ignored unless a handler
@@ -50,7 +51,8 @@ use std::path::{Path, PathBuf};
 pub struct DaprFilter {
     /// `metadata.name`.
     pub name: String,
-    /// The module's path, resolved.
+    /// The module's path, resolved, or its `http(s)://` or `oci://` URL,
+    /// with `#sha256=HEX` when pinned: a [`module_source`](crate::module_source).
     pub path: PathBuf,
     /// `guestConfig` (empty when absent).
     pub guest_config: String,
@@ -253,18 +255,27 @@ fn filter(c: &Component, cwd: &Path) -> Result<DaprFilter, String> {
     let meta = |key: &str| c.spec.metadata.iter().find(|m| m.name == key);
     let url = meta("url").ok_or_else(|| format!("{at}: spec.metadata has no \"url\""))?;
     let url = text(&url.value).ok_or_else(|| format!("{at}: spec.metadata url: expected a string"))?;
+    // `sha256` (our extension): a pin, carried as the source's `#sha256=`.
+    let pin = match meta("sha256") {
+        Some(m) => {
+            let hex = text(&m.value).ok_or_else(|| format!("{at}: spec.metadata sha256: expected a string"))?;
+            format!("#sha256={hex}")
+        }
+        None => String::new(),
+    };
     let path = if let Some(rest) = url.strip_prefix("file://") {
         if rest.is_empty() {
             return Err(format!("{at}: spec.metadata url {url:?} has no path"));
         }
         let p = Path::new(rest);
-        if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) }
-    } else if url.starts_with("http://") || url.starts_with("https://") {
-        return Err(format!(
-            "{at}: spec.metadata url {url:?}: http(s) URLs are not supported here; download the module and use file://"
-        ));
+        let p = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+        if pin.is_empty() { p } else { PathBuf::from(format!("file://{}{pin}", p.display())) }
+    } else if ["http://", "https://", "oci://"].iter().any(|s| url.starts_with(s)) {
+        let source = PathBuf::from(format!("{url}{pin}"));
+        crate::module_source::Source::parse(&source).map_err(|e| format!("{at}: spec.metadata url {url:?}: {e}"))?;
+        source
     } else {
-        return Err(format!("{at}: spec.metadata url {url:?}: expected file://PATH"));
+        return Err(format!("{at}: spec.metadata url {url:?}: expected file://PATH, http(s)://URL or oci://REFERENCE"));
     };
     let guest_config = match meta("guestConfig") {
         Some(m) => text(&m.value).ok_or_else(|| format!("{at}: spec.metadata guestConfig: expected a string"))?,
@@ -272,7 +283,7 @@ fn filter(c: &Component, cwd: &Path) -> Result<DaprFilter, String> {
     };
     let mut settings = Settings::default();
     for m in &c.spec.metadata {
-        if m.name == "url" || m.name == "guestConfig" {
+        if m.name == "url" || m.name == "guestConfig" || m.name == "sha256" {
             continue;
         }
         let value = text(&m.value).ok_or_else(|| format!("{at}: spec.metadata {}: expected a string", m.name));
@@ -281,7 +292,7 @@ fn filter(c: &Component, cwd: &Path) -> Result<DaprFilter, String> {
             Ok(false) => {
                 let known: Vec<&str> = METADATA.iter().map(|(field, _)| *field).collect();
                 return Err(format!(
-                    "{at}: spec.metadata {:?}: unknown field (known: url, guestConfig, {})",
+                    "{at}: spec.metadata {:?}: unknown field (known: url, sha256, guestConfig, {})",
                     m.name,
                     known.join(", ")
                 ));
@@ -377,13 +388,34 @@ spec:
         let c = cfg("    - name: a\n      type: middleware.http.ratelimit\n");
         let e = load(&[comps.clone(), c], Path::new("/")).unwrap_err();
         assert!(e.contains("handlers[0].type is \"middleware.http.ratelimit\""), "{e}");
-        let http = write(
-            &d,
-            "http.yaml",
-            "kind: Component\nmetadata:\n  name: h\nspec:\n  type: middleware.http.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: https://example.invalid/x.wasm\n",
+        let remote = |url: &str, extra: &str| {
+            write(
+                &d,
+                "remote.yaml",
+                &format!(
+                    "kind: Component\nmetadata:\n  name: h\nspec:\n  type: middleware.http.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: {url}\n{extra}"
+                ),
+            )
+        };
+        let hex = "ab".repeat(32);
+        let pinned = load(
+            &[remote("https://example.invalid/x.wasm", &format!("  - name: sha256\n    value: {hex}\n"))],
+            Path::new("/"),
         );
-        let e = load(&[http], Path::new("/")).unwrap_err();
-        assert!(e.contains("http.yaml: Component \"h\": spec.metadata url") && e.contains("not supported here"), "{e}");
+        assert_eq!(pinned.unwrap()[0].path, PathBuf::from(format!("https://example.invalid/x.wasm#sha256={hex}")));
+        let oci = load(&[remote("oci://127.0.0.1:5000/f/x:v1", "")], Path::new("/"));
+        assert_eq!(oci.unwrap()[0].path, PathBuf::from("oci://127.0.0.1:5000/f/x:v1"));
+        let pinned_file =
+            load(&[remote("file://x.wasm", &format!("  - name: sha256\n    value: {hex}\n"))], Path::new("/d"));
+        assert_eq!(pinned_file.unwrap()[0].path, PathBuf::from(format!("file:///d/x.wasm#sha256={hex}")));
+        let e = load(&[remote("https://example.invalid/x.wasm", "  - name: sha256\n    value: abc\n")], Path::new("/"))
+            .unwrap_err();
+        assert!(
+            e.contains("remote.yaml: Component \"h\": spec.metadata url") && e.contains("not a SHA-256 digest"),
+            "{e}"
+        );
+        let e = load(&[remote("ftp://example.invalid/x.wasm", "")], Path::new("/")).unwrap_err();
+        assert!(e.contains("expected file://PATH, http(s)://URL or oci://REFERENCE"), "{e}");
         let e = load(&[comps], Path::new("/")).unwrap_err();
         assert!(e.contains("several middleware.http.wasm Components"), "{e}");
         let policy = |extra: &str| {

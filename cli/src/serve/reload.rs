@@ -1,5 +1,6 @@
 //! Reloading filter modules while `serve` runs: when a module's file
-//! changes on disk (polled), and on SIGHUP.
+//! changes on disk (polled), and on SIGHUP (which also fetches `http(s)://`
+//! and `oci://` modules again).
 //!
 //! Only the module is re-read: its configuration, the flags and Dapr
 //! metadata stay as they were at start. A module that cannot be read or
@@ -8,6 +9,7 @@
 //! (atomic, requests in flight finish on the old module).
 
 use super::pipeline::Loaded;
+use crate::module_source::{self, Fetch};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio::time::MissedTickBehavior;
@@ -38,8 +40,11 @@ fn stamp(path: &Path) -> Option<Stamp> {
 struct Watched {
     filter: Loaded,
     path: PathBuf,
-    /// The file as last seen (`None`: it could not be read).
+    /// The file as last seen (`None`: it could not be read, or the module
+    /// is fetched: polling never reloads it, SIGHUP does).
     seen: Option<Stamp>,
+    /// How a module from `http(s)://` or `oci://` is fetched again.
+    fetch: Fetch,
 }
 
 impl Watched {
@@ -47,8 +52,10 @@ impl Watched {
     /// and compiling block). Failures are logged; the old module stays.
     async fn reload(&mut self, why: &'static str) {
         let (name, path, plugin) = (self.filter.name.clone(), self.path.clone(), self.filter.plugin.clone());
+        let fetch = self.fetch.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let wasm = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let wasm =
+                module_source::load(&path, &fetch).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             plugin.reload(&wasm).map_err(|e| e.to_string())
         });
         match task.await {
@@ -113,12 +120,12 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
 /// polling) and reloads every filter on SIGHUP. Runs until the runtime
 /// stops. SIGHUP is handled (not fatal) as soon as this function is
 /// called, even when no filter has a file (the built-in demo).
-pub fn spawn(filters: &[Loaded], interval: Option<Duration>) {
+pub fn spawn(filters: &[Loaded], interval: Option<Duration>, fetch: Fetch) {
     let mut watched: Vec<Watched> = filters
         .iter()
         .filter_map(|f| {
             let path = f.path.clone()?;
-            Some(Watched { filter: f.clone(), seen: stamp(&path), path })
+            Some(Watched { filter: f.clone(), seen: stamp(&path), path, fetch: fetch.clone() })
         })
         .collect();
     let mut hangup = Hangup::install();

@@ -15,6 +15,7 @@ mod inspect;
 mod knobs;
 mod metrics;
 mod model;
+mod module_sources;
 mod net;
 mod new_filter;
 mod policies;
