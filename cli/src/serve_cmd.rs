@@ -82,8 +82,9 @@ pub struct ServeArgs {
     /// file, or `http(s)://URL` or `oci://REGISTRY/REPO:TAG` (or
     /// `@sha256:HEX`), fetched at start and on SIGHUP; any but a plain path
     /// may end in `#sha256=HEX`, a pin (docs/gateway.md, "Module
-    /// sources"). Its name in logs and metrics is the file's stem (`-2`,
-    /// `-3`... for repeats). Default: none.
+    /// sources"). Its name in logs and metrics is the file's stem, or the
+    /// URL's or repository's last path segment (`-2`, `-3`... for
+    /// repeats). Default: none.
     #[arg(long = "filter", value_name = "FILE|URL")]
     filters: Vec<PathBuf>,
     /// The configuration of the `--filter` before it: the argument's bytes

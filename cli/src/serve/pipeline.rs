@@ -17,8 +17,9 @@ use tower_http_wasm::{Engine, HttpWasm, Plugin, RequestBody};
 /// One filter to load.
 #[derive(Clone, Debug)]
 pub struct FilterSpec {
-    /// The name in logs and metrics (the file's stem or the Dapr component
-    /// name), unique within the pipeline.
+    /// The name in logs and metrics (the file's stem, a URL's or
+    /// repository's last path segment, or the Dapr component name), unique
+    /// within the pipeline.
     pub name: String,
     /// Where the module came from, for messages.
     pub source: String,
