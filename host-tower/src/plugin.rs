@@ -216,7 +216,8 @@ impl PluginBuilder {
     /// interruption, checked every 10 ms; wasmer at the guest's next host
     /// call, and a guest computing without host calls when it has executed
     /// two billion WebAssembly operators per second of deadline (wasmer's
-    /// metering; about 2–3 deadlines for a loop). Default: 1 s.
+    /// metering; a tight loop on a loaded 2-core machine ran about six
+    /// deadlines). Default: 1 s.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
