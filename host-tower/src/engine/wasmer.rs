@@ -499,7 +499,9 @@ impl WasmerModule {
             .map_err(|e| start_error("instantiation", format!("the metering global: {e}")))?
             .clone();
         // One budget of operators for the start section and start export together.
-        metering::set_remaining_points(&mut store, &instance, budget);
+        points
+            .set(&mut store, Value::I64(budget as i64))
+            .map_err(|e| start_error("instantiation", format!("the metering global: {e}")))?;
         let start_failed = |store: &mut Store, what: &str, e: RuntimeError| {
             if metering::get_remaining_points(store, &instance) == MeteringPoints::Exhausted {
                 return start_error(what, "ran past its deadline".into());
@@ -569,6 +571,7 @@ impl WasmerInstance {
     /// Gives the next call its budget. (A call that spent it failed, and its
     /// instance was discarded, so the exhausted flag is never set here.)
     fn refuel(&mut self) {
+        // The middleware compares the budget as unsigned.
         let budget = Value::I64(self.budget as i64);
         if let Err(e) = self.points.set(&mut self.store, budget) {
             tracing::error!("wasmer metering global: {e}");

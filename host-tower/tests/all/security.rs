@@ -40,6 +40,17 @@ where
     tokio::time::timeout(Duration::from_secs(20), send(plugin, req)).await.expect("no response within 20 s")
 }
 
+/// Starts `POST /upload` through `plugin` with a body fed by the returned
+/// sender; the handle gives the response.
+fn upload(
+    plugin: &tower_http_wasm::Plugin,
+) -> (tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>, tokio::task::JoinHandle<Got>) {
+    let (tx, body) = fed_body();
+    let req = Request::post("/upload").body(body).unwrap();
+    let plugin = plugin.clone();
+    (tx, tokio::spawn(async move { send_bounded(&plugin, req).await }))
+}
+
 tower_http_wasm::per_engine! {
     // Item 2: a busy pool is 503 (with retry-after), never a skipped filter.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,12 +62,7 @@ tower_http_wasm::per_engine! {
             .failure_policy(FailurePolicy::Open)
             .build(&wasm)
             .unwrap();
-        let (tx, body) = fed_body();
-        let slow = Request::post("/upload").body(body).unwrap();
-        let holder = tokio::spawn({
-            let plugin = plugin.clone();
-            async move { send_bounded(&plugin, slow).await }
-        });
+        let (tx, holder) = upload(&plugin);
         tx.send(Ok(Frame::data(Bytes::from_static(b"abc")))).await.unwrap();
         // Taken by the host, so the one instance is held by the slow upload.
         let permit = tx.reserve().await.unwrap();
@@ -345,12 +351,7 @@ tower_http_wasm::per_engine! {
     async fn a_client_pausing_mid_body_does_not_spend_the_guests_deadline(engine) {
         let wasm = module(&format!("{READS_BODY} {NOOP_RESPONSE}"));
         let plugin = builder(engine).deadline(Duration::from_millis(100)).build(&wasm).unwrap();
-        let (tx, body) = fed_body();
-        let req = Request::post("/upload").body(body).unwrap();
-        let sent = tokio::spawn({
-            let plugin = plugin.clone();
-            async move { send_bounded(&plugin, req).await }
-        });
+        let (tx, sent) = upload(&plugin);
         for _ in 0..3 {
             tx.send(Ok(Frame::data(Bytes::from(vec![b'a'; 50])))).await.unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -366,12 +367,7 @@ tower_http_wasm::per_engine! {
         assert_ne!(reads_then_loops, READS_BODY);
         let looping = module(&format!("{reads_then_loops} {NOOP_RESPONSE}"));
         let plugin = builder(engine).deadline(Duration::from_millis(100)).build(&looping).unwrap();
-        let (tx, body) = fed_body();
-        let req = Request::post("/upload").body(body).unwrap();
-        let sent = tokio::spawn({
-            let plugin = plugin.clone();
-            async move { send_bounded(&plugin, req).await }
-        });
+        let (tx, sent) = upload(&plugin);
         tx.send(Ok(Frame::data(Bytes::from_static(b"abc")))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(tx);
