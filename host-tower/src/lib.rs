@@ -89,6 +89,6 @@ pub use http_wasm_abi as abi;
 pub use http_wasm_abi::{Features, LogLevel};
 pub use inspect::{Inspection, inspect};
 pub use layer::HttpWasmLayer;
-pub use metrics::{MetricKind, Metrics};
+pub use metrics::{DURATION_BUCKETS, DurationHistogram, HistogramSnapshot, MetricKind, Metrics};
 pub use plugin::{Engine, FailurePolicy, Isolation, Plugin, PluginBuilder};
 pub use service::{HttpWasm, SourceAddr};

@@ -1,6 +1,137 @@
-//! Per-plugin counters.
+//! Per-plugin counters and histograms.
+//!
+//! Requests record into atomics only: a counter is one `fetch_add`, a
+//! [`DurationHistogram`] two, in fixed buckets. Nothing on the request path
+//! takes a lock or allocates for metrics; an exporter reads a snapshot
+//! ([`Metrics`], [`HistogramSnapshot`]) when it is scraped.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// How many bounds [`DURATION_BUCKETS`] has.
+const BOUNDS: usize = 22;
+
+/// The upper bounds of a [`DurationHistogram`]'s buckets: 1 µs to 10 s in
+/// steps of 1, 2.5 and 5 (guest calls take microseconds, requests through
+/// a gateway milliseconds). One more bucket counts what is over 10 s.
+pub const DURATION_BUCKETS: [Duration; BOUNDS] = [
+    Duration::from_micros(1),
+    Duration::from_nanos(2_500),
+    Duration::from_micros(5),
+    Duration::from_micros(10),
+    Duration::from_micros(25),
+    Duration::from_micros(50),
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2_500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(2_500),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+/// [`DURATION_BUCKETS`] in nanoseconds, for [`DurationHistogram::record`].
+const BOUNDS_NANOS: [u64; BOUNDS] = {
+    let mut nanos = [0; BOUNDS];
+    let mut i = 0;
+    while i < BOUNDS {
+        nanos[i] = DURATION_BUCKETS[i].as_nanos() as u64;
+        i += 1;
+    }
+    nanos
+};
+
+/// Durations counted in the fixed buckets of [`DURATION_BUCKETS`] (and one
+/// for longer ones), with their sum, in atomics: [`record`](Self::record)
+/// takes no lock and allocates nothing, so it can sit on a request path
+/// that many threads share. Read it with [`snapshot`](Self::snapshot).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_wasm::DurationHistogram;
+///
+/// let latency = DurationHistogram::new();
+/// latency.record(Duration::from_micros(40));
+/// latency.record(Duration::from_millis(3));
+/// let seen = latency.snapshot();
+/// assert_eq!(seen.count(), 2);
+/// assert_eq!(seen.sum, Duration::from_micros(3_040));
+/// ```
+#[derive(Debug)]
+pub struct DurationHistogram {
+    counts: [AtomicU64; BOUNDS + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl DurationHistogram {
+    /// An empty histogram.
+    pub const fn new() -> DurationHistogram {
+        DurationHistogram { counts: [const { AtomicU64::new(0) }; BOUNDS + 1], sum_nanos: AtomicU64::new(0) }
+    }
+
+    /// Counts `d` in the first bucket whose bound it does not exceed (past
+    /// 10 s, the last bucket). A duration over 584 years counts as that.
+    pub fn record(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS_NANOS.iter().position(|&bound| nanos <= bound).unwrap_or(BOUNDS);
+        self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The counts and sum so far. Read while others record, the sum may
+    /// include a duration whose count is not in yet (or the reverse).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: std::array::from_fn(|i| self.counts[i].load(Relaxed)),
+            sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
+        }
+    }
+}
+
+impl Default for DurationHistogram {
+    fn default() -> DurationHistogram {
+        DurationHistogram::new()
+    }
+}
+
+/// A [`DurationHistogram`]'s figures at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistogramSnapshot {
+    /// How many durations fell in each bucket, not cumulative: `counts[i]`
+    /// those over the bound before `DURATION_BUCKETS[i]` and at most it;
+    /// the last, those over 10 s.
+    pub counts: [u64; BOUNDS + 1],
+    /// The sum of the durations recorded.
+    pub sum: Duration,
+}
+
+impl HistogramSnapshot {
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Each bucket as Prometheus counts it: its upper bound (`None` for the
+    /// last one, `+Inf`) and how many durations were at most that,
+    /// cumulative. The last count is [`count`](Self::count).
+    pub fn cumulative(&self) -> impl Iterator<Item = (Option<Duration>, u64)> + '_ {
+        let bounds = DURATION_BUCKETS.iter().copied().map(Some).chain([None]);
+        bounds.zip(self.counts.iter().scan(0u64, |total, &n| {
+            *total += n;
+            Some(*total)
+        }))
+    }
+}
 
 /// A plugin's counters at one moment, from [`Plugin::metrics`](crate::Plugin::metrics).
 ///
@@ -43,6 +174,14 @@ pub struct Metrics {
     pub reloads: u64,
     /// Reloads rejected because the new module failed to load.
     pub reload_failures: u64,
+    /// Instances serving a request now (taken from the pool, not yet back).
+    pub instances_in_use: u64,
+    /// How long `handle_request` calls took, wall time: the guest's work
+    /// and its host calls, waits for a request body still arriving
+    /// included. Failed calls count too.
+    pub handle_request_time: HistogramSnapshot,
+    /// How long `handle_response` calls took, the same way.
+    pub handle_response_time: HistogramSnapshot,
 }
 
 /// Whether a figure only grows or goes up and down.
@@ -56,7 +195,17 @@ pub enum MetricKind {
 }
 
 impl Metrics {
-    /// Every figure as `(name, help, kind, value)`, names in snake case.
+    /// The time of the guest's calls, per phase, as `(phase, help,
+    /// histogram)`: `handle_request` and `handle_response`.
+    pub fn guest_time(&self) -> [(&'static str, &'static str, &HistogramSnapshot); 2] {
+        [
+            ("handle_request", "Time in the guest's handle_request.", &self.handle_request_time),
+            ("handle_response", "Time in the guest's handle_response.", &self.handle_response_time),
+        ]
+    }
+
+    /// Every counter and gauge as `(name, help, kind, value)`, names in
+    /// snake case (the histograms are in [`guest_time`](Self::guest_time)).
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, MetricKind, u64)> {
         use MetricKind::{Counter, Gauge};
         [
@@ -84,6 +233,7 @@ impl Metrics {
             ("failed_open", "Failures answered by skipping the filter.", Counter, self.failed_open),
             ("instances_started", "Instances started.", Counter, self.instances_started),
             ("instances", "Instances alive.", Gauge, self.instances),
+            ("instances_in_use", "Instances serving a request.", Gauge, self.instances_in_use),
             ("reloads", "Successful module reloads.", Counter, self.reloads),
             ("reload_failures", "Rejected module reloads.", Counter, self.reload_failures),
         ]
@@ -122,6 +272,9 @@ pub(crate) struct Counters {
     instances_dropped: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    in_use: AtomicU64,
+    handle_request_time: DurationHistogram,
+    handle_response_time: DurationHistogram,
 }
 
 fn bump(c: &AtomicU64) {
@@ -148,6 +301,28 @@ impl Counters {
             instances: started.saturating_sub(self.instances_dropped.load(Relaxed)),
             reloads: self.reloads.load(Relaxed),
             reload_failures: self.reload_failures.load(Relaxed),
+            instances_in_use: self.in_use.load(Relaxed),
+            handle_request_time: self.handle_request_time.snapshot(),
+            handle_response_time: self.handle_response_time.snapshot(),
+        }
+    }
+
+    /// An instance was taken from the pool for a request.
+    pub(crate) fn lease_taken(&self) {
+        bump(&self.in_use);
+    }
+
+    /// It went back (or was discarded).
+    pub(crate) fn lease_returned(&self) {
+        self.in_use.fetch_sub(1, Relaxed);
+    }
+
+    /// A guest call of `stage` (`Request` or `Response`) took `took`.
+    pub(crate) fn guest_call(&self, stage: Stage, took: Duration) {
+        match stage {
+            Stage::Request => self.handle_request_time.record(took),
+            Stage::Response => self.handle_response_time.record(took),
+            Stage::Acquire | Stage::Body => {}
         }
     }
 

@@ -3,11 +3,11 @@
 use crate::engine::{CompiledModule, GuestInstance};
 use crate::error::{Error, Kind};
 use crate::host::{HostState, Shared};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Stage};
 use crate::plugin::{Isolation, PluginBuilder};
 use http_wasm_abi::{Features, HostFunction};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A compiled module with its instances: what a [`Plugin`](crate::Plugin)
@@ -140,7 +140,24 @@ impl Lease {
             Some(i) => i,
             None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters)?,
         };
+        loaded.counters.lease_taken();
         Ok(Lease { instance: Some(instance), loaded, _permit: permit })
+    }
+
+    /// Runs the guest's `handle_request`, its time recorded.
+    pub(crate) fn handle_request(&mut self) -> Result<i64, Error> {
+        let started = Instant::now();
+        let result = self.instance().handle_request();
+        self.loaded.counters.guest_call(Stage::Request, started.elapsed());
+        result
+    }
+
+    /// Runs the guest's `handle_response`, its time recorded.
+    pub(crate) fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
+        let started = Instant::now();
+        let result = self.instance().handle_response(req_ctx, is_error);
+        self.loaded.counters.guest_call(Stage::Response, started.elapsed());
+        result
     }
 
     pub(crate) fn instance(&mut self) -> &mut dyn GuestInstance {
@@ -169,6 +186,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.loaded.counters.lease_returned();
         let Some(mut pooled) = self.instance.take() else { return };
         pooled.served += 1;
         let keep = match self.loaded.isolation {

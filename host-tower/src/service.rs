@@ -320,7 +320,7 @@ impl<F: FailureResponse> Run<F> {
             Ok(r) => r,
             Err(e) => {
                 lease.host().exchange = Some(ex);
-                if let Err(err) = lease.instance().handle_response(ctx.req_ctx, true) {
+                if let Err(err) = lease.handle_response(ctx.req_ctx, true) {
                     let _ = self.fail::<ResBody>(Stage::Response, Some(&mut lease), err);
                 }
                 return Err(e);
@@ -347,7 +347,7 @@ impl<F: FailureResponse> Run<F> {
             }
         }
         lease.host().exchange = Some(ex);
-        if let Err(e) = lease.instance().handle_response(ctx.req_ctx, is_error.is_some()) {
+        if let Err(e) = lease.handle_response(ctx.req_ctx, is_error.is_some()) {
             return Ok(self.response_failed(lease, answered, passthrough, is_error.is_some(), e));
         }
 
@@ -462,7 +462,7 @@ async fn request_phase(mut lease: Lease, arriving: bool) -> Result<(Lease, Resul
     let result = match tokio::runtime::Handle::try_current() {
         Ok(handle) if arriving => {
             let task = handle.spawn_blocking(move || {
-                let r = blocking_reads(|| lease.instance().handle_request());
+                let r = blocking_reads(|| lease.handle_request());
                 (lease, r)
             });
             let Ok((l, r)) = task.await else {
@@ -471,8 +471,8 @@ async fn request_phase(mut lease: Lease, arriving: bool) -> Result<(Lease, Resul
             lease = l;
             r
         }
-        Err(_) if arriving => blocking_reads(|| lease.instance().handle_request()),
-        _ => lease.instance().handle_request(),
+        Err(_) if arriving => blocking_reads(|| lease.handle_request()),
+        _ => lease.handle_request(),
     };
     let ctx = result.and_then(|raw| {
         CtxNext::decode(raw).map_err(|v| Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}")))

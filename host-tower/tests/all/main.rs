@@ -11,6 +11,7 @@ mod fuzz;
 mod harness;
 mod headers;
 mod limits;
+mod metrics;
 mod policies;
 mod reload;
 mod request_line;
