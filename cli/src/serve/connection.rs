@@ -48,8 +48,10 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// A connection that just opened: idle from now.
+    /// A connection that just opened: idle from now. It counts as open
+    /// (`http_wasm_connections_open`) until dropped.
     pub fn new() -> Arc<Activity> {
+        super::metrics::GATEWAY.connection_opened();
         Arc::new(Activity { in_flight: AtomicUsize::new(0), idle_since: Mutex::new(Instant::now()) })
     }
 
@@ -64,6 +66,12 @@ impl Activity {
     fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
         let since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
         (self.in_flight.load(Ordering::SeqCst) == 0).then_some(since + idle)
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        super::metrics::GATEWAY.connection_closed();
     }
 }
 

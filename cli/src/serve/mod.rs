@@ -5,6 +5,7 @@ pub mod body_timeout;
 pub mod connection;
 pub mod dapr;
 pub mod forwarded;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;
@@ -145,6 +146,7 @@ impl Gateway {
             tracing::info!(target: "http_wasm::serve", "refused: repeated or invalid host, or host and :authority differ");
             plain(StatusCode::BAD_REQUEST)
         };
+        metrics::GATEWAY.request_done(started.elapsed());
         tracing::info!(
             target: "http_wasm::access",
             %peer,

@@ -12,6 +12,7 @@
 //! reset), as any proxy must.
 
 use super::body_timeout::{IdleTimeout, is_timed_out};
+use super::metrics::{GATEWAY, UpstreamError};
 use super::upstream_h2::SharedHttp2;
 use super::{BodyError, OutBody};
 use bytes::Bytes;
@@ -303,6 +304,9 @@ impl Upstream {
                     BODY_FAILED => Cause::RequestBody,
                     _ => Cause::Upstream,
                 };
+                if cause == Cause::Upstream {
+                    GATEWAY.upstream_failed(UpstreamError::of(&*e));
+                }
                 Err(ProxyError { upstream: self.url(), cause, detail: chain(&*e) })
             }
             Err(_) => Err(ProxyError {
