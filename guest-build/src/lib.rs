@@ -9,6 +9,14 @@
 //!
 //! A wasm target missing from the toolchain is added with `rustup target add`
 //! (normally `rust-toolchain.toml` has already installed both).
+//!
+//! The bytes depend only on the sources, `Cargo.lock` and the toolchain, not
+//! on where the checkout or the cargo home is: the panic locations a module
+//! keeps name a dependency's file under the cargo home
+//! (`~/.cargo/registry/src/...`), so the build remaps the cargo home to
+//! `/cargo` and the workspace root to `/http-wasm` (`--remap-path-prefix`).
+//! That is what lets `http-wasm-cli` commit the modules it embeds and test
+//! that they match a fresh build on any machine.
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
@@ -135,12 +143,42 @@ pub fn build_all(package: &str) -> Result<Vec<(Target, Vec<u8>)>, BuildError> {
     Target::ALL.iter().map(|&t| Ok((t, build_bytes(package, t)?))).collect()
 }
 
+/// The cargo home: `$CARGO_HOME`, else `~/.cargo` (as cargo finds it).
+fn cargo_home() -> Option<PathBuf> {
+    match std::env::var_os("CARGO_HOME") {
+        Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
+        _ => std::env::home_dir().map(|home| home.join(".cargo")),
+    }
+}
+
+/// The nested build's rustflags, as `CARGO_ENCODED_RUSTFLAGS` (flags
+/// separated by `0x1f`, so a path may hold spaces): the workspace root and
+/// the cargo home remapped to fixed names, so no absolute path of this
+/// machine ends up in a module. The cargo home comes last: rustc applies the
+/// last matching remap, and the cargo home may sit inside the workspace.
+fn encoded_rustflags(root: &Path) -> std::ffi::OsString {
+    let mut flags = std::ffi::OsString::new();
+    let remaps = [(Some(root.to_path_buf()), "/http-wasm"), (cargo_home(), "/cargo")];
+    for (from, to) in remaps {
+        let Some(from) = from else { continue };
+        if !flags.is_empty() {
+            flags.push("\x1f");
+        }
+        flags.push("--remap-path-prefix=");
+        flags.push(from.as_os_str());
+        flags.push("=");
+        flags.push(to);
+    }
+    flags
+}
+
 fn build_uncached(package: &str, target: Target) -> Result<PathBuf, BuildError> {
     ensure_target(target)?;
     let root = workspace_root();
     let target_dir = root.join("target").join("guests");
     let out = clean(Command::new(cargo()))
         .current_dir(&root)
+        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(&root))
         // `rustc --crate-type cdylib`: only the module, without the rlib a
         // guest crate also declares for native tests (smaller wasm).
         .args(["rustc", "--quiet", "--lib", "--crate-type", "cdylib", "--profile", "guest", "-p", package])
