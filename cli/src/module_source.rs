@@ -19,6 +19,10 @@
 //! [`Fetch::timeout`] for the whole fetch (default [`DEFAULT_TIMEOUT`]).
 //! A redirect from `https` to `http` is refused.
 //!
+//! Over HTTPS (an `https://` source, an OCI registry) the server's
+//! certificate is checked against the system's roots and, with
+//! [`Fetch::ca`], the certificates of that PEM file too (a private CA).
+//!
 //! ## OCI
 //!
 //! The artifact is an OCI image manifest (or a Docker v2 one) with exactly
@@ -87,6 +91,12 @@ pub struct Fetch {
     /// Default: none (every other registry over HTTPS).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+    /// Also trust the certificates in this PEM file (a private CA) when
+    /// fetching a module over HTTPS, from an `https://` URL or an OCI
+    /// registry; read at each fetch. Default: none, the system's roots
+    /// alone.
+    #[arg(long = "module-ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Where pulled OCI layers are kept (`serve`'s `--cache-dir`). Default:
     /// none.
     #[arg(skip)]
@@ -95,7 +105,13 @@ pub struct Fetch {
 
 impl Default for Fetch {
     fn default() -> Self {
-        Fetch { max_size: DEFAULT_MAX_SIZE, timeout: DEFAULT_TIMEOUT, insecure_registries: Vec::new(), cache_dir: None }
+        Fetch {
+            max_size: DEFAULT_MAX_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            insecure_registries: Vec::new(),
+            ca: None,
+            cache_dir: None,
+        }
     }
 }
 
@@ -331,8 +347,21 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
+/// The certificates (DER) of [`Fetch::ca`], none without it.
+fn extra_roots(fetch: &Fetch) -> Result<Vec<Vec<u8>>, String> {
+    let Some(path) = &fetch.ca else { return Ok(Vec::new()) };
+    let certs = crate::serve::tls::read_certificates(path, "--module-ca")?;
+    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
 async fn http_get(url: &str, fetch: &Fetch) -> Result<Vec<u8>, String> {
+    let certs = extra_roots(fetch)?
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--module-ca: {}", chain(&e)))?;
     let client = reqwest::Client::builder()
+        .tls_certs_merge(certs)
         .connect_timeout(fetch.timeout)
         .timeout(fetch.timeout)
         .redirect(redirect_policy())
@@ -379,19 +408,25 @@ fn plain_http(registry: &str, fetch: &Fetch) -> bool {
 }
 
 /// The OCI client for `reference`'s registry.
-fn oci_client(reference: &oci_client::Reference, fetch: &Fetch) -> oci_client::Client {
+fn oci_client(reference: &oci_client::Reference, fetch: &Fetch) -> Result<oci_client::Client, String> {
+    let extra_root_certificates = extra_roots(fetch)?
+        .into_iter()
+        .map(|data| oci_client::client::Certificate { encoding: oci_client::client::CertificateEncoding::Der, data })
+        .collect();
     let protocol = if plain_http(reference.registry(), fetch) {
         oci_client::client::ClientProtocol::Http
     } else {
         oci_client::client::ClientProtocol::Https
     };
-    oci_client::Client::new(oci_client::client::ClientConfig {
+    let config = oci_client::client::ClientConfig {
         protocol,
         platform_resolver: None,
         connect_timeout: Some(fetch.timeout),
         read_timeout: Some(fetch.timeout),
+        extra_root_certificates,
         ..Default::default()
-    })
+    };
+    oci_client::Client::try_from(config).map_err(|e| format!("cannot make an OCI client: {}", chain(&e)))
 }
 
 /// The content-addressed store under `--cache-dir`.
@@ -527,7 +562,7 @@ async fn oci_pull(text: &str, fetch: &Fetch) -> Result<Vec<u8>, String> {
     let reference: oci_client::Reference = text.parse().map_err(|e| format!("not an OCI reference: {e}"))?;
     let by_digest = reference.digest().map(Sha256Digest::parse_oci).transpose()?;
     let cache = BlobCache::open(fetch);
-    let client = oci_client(&reference, fetch);
+    let client = oci_client(&reference, fetch)?;
     let auth = oci_client::secrets::RegistryAuth::Anonymous;
     let cached_manifest = match (&cache, &by_digest) {
         (Some(cache), Some(digest)) => cache.get(digest, MAX_MANIFEST),

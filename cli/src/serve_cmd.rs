@@ -6,6 +6,7 @@ use crate::serve::forwarded::Forwarded;
 use crate::serve::pipeline::{self, FilterSpec, Options, Pipeline};
 use crate::serve::proxy::{self, Next, Upstream};
 use crate::serve::settings::{self, Settings, positive};
+use crate::serve::tls::ServerCert;
 use crate::serve::{self, Gateway, dapr};
 use bytes::Bytes;
 use clap::ArgMatches;
@@ -31,14 +32,36 @@ pub struct ServeArgs {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The upstream, `http://host:port`. Default: none, a built-in echo
-    /// backend (the conformance suite's, see `http-wasm conformance backend`).
+    /// Serve HTTPS: the certificate chain (PEM, the server's certificate
+    /// first) offered to clients, with ALPN `h2` and `http/1.1`; needs
+    /// --tls-key. Both files are read again on SIGHUP (a pair that fails
+    /// to load is logged and the old one keeps serving). Default: none,
+    /// plain HTTP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert's
+    /// certificate; needs --tls-cert. Default: none.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The upstream, `http://host:port` or `https://host:port`. Default:
+    /// none, a built-in echo backend (the conformance suite's, see
+    /// `http-wasm conformance backend`). Over https the upstream's host is
+    /// sent as SNI and checked against its certificate (see
+    /// --upstream-ca), and ALPN offers `h2` and `http/1.1`: HTTP/2 when
+    /// the upstream selects it.
     #[arg(long)]
     upstream: Option<String>,
-    /// Speak HTTP/2 (prior knowledge) to the upstream instead of HTTP/1.1.
-    /// Default: off (HTTP/1.1).
+    /// Speak HTTP/2 to the upstream instead of HTTP/1.1: with prior
+    /// knowledge over http, and over https by ALPN `h2` alone (an upstream
+    /// that does not select it gets no request: 502). Default: off (http:
+    /// HTTP/1.1; https: the upstream's choice).
     #[arg(long, requires = "upstream")]
     upstream_http2: bool,
+    /// Trust only the certificates in this PEM file (a private CA) for an
+    /// `https://` upstream. Default: the system's roots (`SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`, or the distribution's bundle).
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    upstream_ca: Option<PathBuf>,
     /// How long the upstream may take, from the start of a request
     /// (connecting included) to its response head, before the client gets
     /// 504: `500ms`, `30s`, `2m`. The response body then streams without a
@@ -307,7 +330,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     };
     let next = match &args.upstream {
         Some(url) => Next::Upstream(Box::new(
-            Upstream::new(url, args.upstream_http2, args.upstream_max_idle)?
+            Upstream::new(url, args.upstream_http2, args.upstream_max_idle, args.upstream_ca.as_deref())?
                 .timeout(args.upstream_timeout)
                 .rewrite_host(args.rewrite_host),
         )),
@@ -330,6 +353,12 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         features: Some(args.features),
     };
     let options = Options { engine, settings, cache_dir: args.cache_dir.clone() };
+    let cert = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerCert::load(cert.clone(), key.clone())?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
+    };
+    let tls = cert.as_ref().map(ServerCert::acceptor).transpose()?;
     let (pipeline, loaded) = Pipeline::build(filters, next.clone(), &options)?;
     let listener = serve::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -345,7 +374,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         Next::Echo => "the built-in echo backend".to_string(),
     };
     // SIGHUP and SIGTERM are handled from here on: before "listening" is printed.
-    serve::reload::spawn(&loaded, args.watch_interval.0, fetch);
+    serve::reload::spawn(&loaded, args.watch_interval.0, fetch, cert);
     let stop = serve::stop_signal()?;
     let health = serve::admin::Health::default();
     let admin = admin.map(|(at, listener)| {
@@ -358,7 +387,8 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     // open requests drain.
     health.set_ready(true);
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "http-wasm serve: listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let _ = writeln!(out, "http-wasm serve: listening on {scheme}://{addr}");
     let chain = if described.is_empty() { "no filter".to_string() } else { described.join(" -> ") };
     let _ = writeln!(out, "pipeline: {chain} -> {upstream}");
     if let Some(at) = admin {
@@ -383,7 +413,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
     };
-    serve::serve(listener, gateway, limits, async move {
+    serve::serve(listener, tls, gateway, limits, async move {
         stop.await;
         health.set_ready(false);
     })

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod reload;
 pub mod settings;
+pub mod tls;
 pub mod upstream_h2;
 
 use bytes::{Buf, Bytes};
@@ -255,8 +256,16 @@ pub struct Limits {
 /// Serves `gateway` on `listener` until `shutdown` completes, then stops
 /// accepting (the listener is closed) and lets open connections finish
 /// their requests for at most [`Limits::drain_timeout`]. A connection idle
-/// for [`Limits::idle_timeout`] is closed (see [`connection`]).
-pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shutdown: impl Future<Output = ()>) {
+/// for [`Limits::idle_timeout`] is closed (see [`connection`]). With `tls`,
+/// every connection starts with its handshake (within
+/// [`Limits::header_timeout`]).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    gateway: Gateway,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let builder = connection::builder(limits);
@@ -291,8 +300,18 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, limits: Limits, shut
             let res = gateway.clone().handle(req, peer).instrument(span);
             async move { Ok::<_, Infallible>(res.await.map(|body| in_flight.body(body))) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
         let stopping = stopping.clone();
+        if let Some(tls) = &tls {
+            let (tls, builder) = (tls.clone(), builder.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                let Some(stream) = tls::accept(&tls, stream, limits.header_timeout, peer).await else { return };
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                connection::drive(conn, &activity, limits, stopping, peer).await;
+            });
+            continue;
+        }
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
         tokio::spawn(async move {
             let _slot = slot;
             connection::drive(conn, &activity, limits, stopping, peer).await;

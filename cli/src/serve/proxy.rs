@@ -13,11 +13,12 @@
 
 use super::body_timeout::{IdleTimeout, is_timed_out};
 use super::metrics::{GATEWAY, UpstreamError};
+use super::tls::{self, Alpn, Connector};
 use super::upstream_h2::SharedHttp2;
 use super::{BodyError, OutBody};
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -25,6 +26,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -123,6 +125,7 @@ pub const DEFAULT_MAX_IDLE: usize = 32;
 /// An upstream HTTP server.
 #[derive(Clone, Debug)]
 pub struct Upstream {
+    scheme: Scheme,
     authority: Authority,
     timeout: Duration,
     rewrite_host: bool,
@@ -135,11 +138,27 @@ pub struct Upstream {
 enum Transport {
     /// HTTP/1.1: a pool keyed by the upstream's authority (every request's
     /// URI names it; `host` travels as a header), keeping at most
-    /// `max_idle` idle connections.
-    Http1(Box<Client<HttpConnector, Outgoing>>),
+    /// `max_idle` idle connections (over TLS: ALPN `http/1.1`).
+    Http1(Box<Client<Connector, Outgoing>>),
     /// HTTP/2: one connection that every request shares, whatever its
-    /// `:authority`.
+    /// `:authority` (over TLS: ALPN `h2`, which the upstream must select).
     Http2(Arc<SharedHttp2>),
+    /// `https` without `--upstream-http2`: ALPN offers `h2` and
+    /// `http/1.1`; HTTP/2 as `Http2` when the upstream selects it, else
+    /// HTTP/1.1 as `Http1`.
+    Negotiated { http1: Box<Client<Connector, Outgoing>>, http2: Arc<SharedHttp2> },
+}
+
+impl Transport {
+    /// Whether the next request goes over HTTP/2 (may dial, see
+    /// [`SharedHttp2::speaks_http2`]).
+    async fn http2(&self) -> Result<bool, BoxError> {
+        match self {
+            Transport::Http1(_) => Ok(false),
+            Transport::Http2(_) => Ok(true),
+            Transport::Negotiated { http2, .. } => http2.speaks_http2().await,
+        }
+    }
 }
 
 /// How the request body of an exchange ended, when it failed.
@@ -181,23 +200,27 @@ impl Body for Outgoing {
 }
 
 impl Upstream {
-    /// `url` must be `http://host:port` (a path is ignored). With `http2`
-    /// the client speaks HTTP/2 with prior knowledge over one shared
-    /// connection; over HTTP/1.1 at most `max_idle` idle connections are
-    /// kept (see [`DEFAULT_MAX_IDLE`]). Either way connections go to the
-    /// upstream's address, whatever `host` a request names. Defaults:
-    /// `host` passed as received, a [`DEFAULT_TIMEOUT`] for the response
-    /// head.
-    pub fn new(url: &str, http2: bool, max_idle: usize) -> Result<Upstream, String> {
+    /// `url` must be `http://host:port` or `https://host:port` (a path is
+    /// ignored). With `http2` the client speaks HTTP/2 over one shared
+    /// connection (plain: prior knowledge; TLS: the upstream must select
+    /// `h2` by ALPN); over HTTP/1.1 at most `max_idle` idle connections are
+    /// kept (see [`DEFAULT_MAX_IDLE`]). Over TLS without `http2`, ALPN
+    /// offers both and the upstream chooses. Either way connections go to
+    /// the upstream's address, whatever `host` a request names; over TLS
+    /// the upstream's host is the name checked and sent as SNI, and its
+    /// certificate is checked against `ca`'s certificates (PEM), or the
+    /// system's roots without `ca`. Defaults: `host` passed as received, a
+    /// [`DEFAULT_TIMEOUT`] for the response head.
+    pub fn new(url: &str, http2: bool, max_idle: usize, ca: Option<&Path>) -> Result<Upstream, String> {
         let uri: Uri = url.parse().map_err(|e| format!("--upstream {url:?}: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(format!("--upstream {url:?}: https is not supported here, use http")),
-            _ => return Err(format!("--upstream {url:?}: expected http://host:port")),
-        }
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => return Err(format!("--upstream {url:?}: expected http://host:port or https://host:port")),
+        };
         let authority = uri.authority().ok_or_else(|| format!("--upstream {url:?}: no host"))?.clone();
         let base = Uri::builder()
-            .scheme("http")
+            .scheme(scheme.clone())
             .authority(authority.clone())
             .path_and_query("/")
             .build()
@@ -205,20 +228,28 @@ impl Upstream {
         let mut http = HttpConnector::new();
         // Small writes (headers, chunks) go out at once, not after a delayed ACK.
         http.set_nodelay(true);
-        let transport = if http2 {
-            Transport::Http2(Arc::new(SharedHttp2::new(http, base)))
-        } else {
+        let roots = match scheme == Scheme::HTTPS {
+            true => Some(Arc::new(tls::upstream_roots(ca)?)),
+            false => None,
+        };
+        let pool = |alpn| {
             let client = Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .pool_max_idle_per_host(max_idle)
-                .build(http);
-            Transport::Http1(Box::new(client))
+                .build(tls::connector(http.clone(), roots.clone(), alpn));
+            Box::new(client)
         };
-        Ok(Upstream { authority, timeout: DEFAULT_TIMEOUT, rewrite_host: false, transport })
-    }
-
-    fn http2(&self) -> bool {
-        matches!(self.transport, Transport::Http2(_))
+        let transport = if http2 {
+            let connector = tls::connector(http.clone(), roots.clone(), Alpn::Http2);
+            Transport::Http2(Arc::new(SharedHttp2::new(connector, base, Alpn::Http2)))
+        } else if scheme == Scheme::HTTPS {
+            let connector = tls::connector(http.clone(), roots.clone(), Alpn::Both);
+            let http2 = Arc::new(SharedHttp2::new(connector, base, Alpn::Both));
+            Transport::Negotiated { http1: pool(Alpn::Http1), http2 }
+        } else {
+            Transport::Http1(pool(Alpn::Http1))
+        };
+        Ok(Upstream { scheme, authority, timeout: DEFAULT_TIMEOUT, rewrite_host: false, transport })
     }
 
     /// How long the upstream may take to answer, from the start of the
@@ -237,13 +268,24 @@ impl Upstream {
         self
     }
 
-    /// The upstream's `http://authority`.
+    /// The upstream's `http://authority` (or `https://`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.authority)
+        format!("{}://{}", self.scheme, self.authority)
     }
 
     /// Sends one request; strips hop-by-hop headers from the response.
     async fn forward(&self, mut parts: http::request::Parts, body: OutBody) -> Result<Response<OutBody>, ProxyError> {
+        // Over TLS the protocol may only be known once connected: that
+        // counts within the timeout.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let http2 = match tokio::time::timeout_at(deadline, self.transport.http2()).await {
+            Ok(Ok(http2)) => http2,
+            Ok(Err(e)) => {
+                GATEWAY.upstream_failed(UpstreamError::of(&*e));
+                return Err(ProxyError::bad_gateway(self, detail(&*e)));
+            }
+            Err(_) => return Err(self.timed_out()),
+        };
         let host = if self.rewrite_host {
             HeaderValue::from_str(self.authority.as_str()).ok()
         } else {
@@ -253,7 +295,6 @@ impl Upstream {
         // upstream (the pool's key); HTTP/2 sends `host` as `:authority`
         // (and must not send a `host` that differs), on the one shared
         // connection to the upstream.
-        let http2 = self.http2();
         let authority = match (&host, http2) {
             (Some(host), true) => Authority::try_from(host.as_bytes())
                 .map_err(|_| ProxyError::bad_gateway(self, format!("host {host:?} is not an authority for HTTP/2")))?,
@@ -266,7 +307,7 @@ impl Upstream {
         }
         let pq = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::builder()
-            .scheme("http")
+            .scheme(self.scheme.clone())
             .authority(authority)
             .path_and_query(pq)
             .build()
@@ -287,12 +328,16 @@ impl Upstream {
         let body = Outgoing { body, failed: failed.clone() };
         let req = Request::from_parts(parts, body);
         let sent = async {
-            match &self.transport {
-                Transport::Http1(client) => client.request(req).await.map_err(|e| Box::new(e) as BoxError),
-                Transport::Http2(shared) => shared.request(req).await,
+            match (&self.transport, http2) {
+                (Transport::Http1(client), _) | (Transport::Negotiated { http1: client, .. }, false) => {
+                    client.request(req).await.map_err(|e| Box::new(e) as BoxError)
+                }
+                (Transport::Http2(shared), _) | (Transport::Negotiated { http2: shared, .. }, true) => {
+                    shared.request(req).await
+                }
             }
         };
-        match tokio::time::timeout(self.timeout, sent).await {
+        match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(res)) => {
                 let (mut parts, body) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -307,13 +352,19 @@ impl Upstream {
                 if cause == Cause::Upstream {
                     GATEWAY.upstream_failed(UpstreamError::of(&*e));
                 }
-                Err(ProxyError { upstream: self.url(), cause, detail: chain(&*e) })
+                Err(ProxyError { upstream: self.url(), cause, detail: detail(&*e) })
             }
-            Err(_) => Err(ProxyError {
-                upstream: self.url(),
-                cause: Cause::Timeout,
-                detail: format!("no response head within {}", humantime(self.timeout)),
-            }),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// No response head within the timeout (counted as an upstream error).
+    fn timed_out(&self) -> ProxyError {
+        GATEWAY.upstream_failed(UpstreamError::Timeout);
+        ProxyError {
+            upstream: self.url(),
+            cause: Cause::Timeout,
+            detail: format!("no response head within {}", humantime(self.timeout)),
         }
     }
 }
@@ -330,6 +381,14 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     detail
+}
+
+/// `e`'s [`chain`], after a hint when TLS failed (an untrusted certificate).
+fn detail(e: &(dyn std::error::Error + 'static)) -> String {
+    match tls::hint(e) {
+        Some(hint) => format!("{hint}: {}", chain(e)),
+        None => chain(e),
+    }
 }
 
 /// `1.5s`, `200ms`.

@@ -1,6 +1,7 @@
 //! Reloading filter modules while `serve` runs: when a module's file
 //! changes on disk (polled), and on SIGHUP (which also fetches `http(s)://`
-//! and `oci://` modules again).
+//! and `oci://` modules again, and reads the listener's TLS certificate
+//! and key again).
 //!
 //! Only the module is re-read: its configuration, the flags and Dapr
 //! metadata stay as they were at start. A module that cannot be read or
@@ -9,8 +10,10 @@
 //! (atomic, requests in flight finish on the old module).
 
 use super::pipeline::Loaded;
+use super::tls::ServerCert;
 use crate::module_source::{self, Fetch};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::MissedTickBehavior;
 
@@ -106,6 +109,25 @@ impl Hangup {
     }
 }
 
+/// Reads the listener's certificate and key again (on the blocking pool);
+/// a pair that fails to load is logged and the old one keeps serving.
+async fn reload_cert(cert: &Arc<ServerCert>) {
+    let task = tokio::task::spawn_blocking({
+        let cert = cert.clone();
+        move || cert.reload()
+    });
+    let file = cert.cert_path().display();
+    match task.await {
+        Ok(Ok(())) => tracing::info!(target: "http_wasm::serve", %file, "TLS certificate reloaded"),
+        Ok(Err(error)) => {
+            tracing::warn!(target: "http_wasm::serve", %file, %error, "TLS certificate reload failed; the old certificate keeps serving")
+        }
+        Err(error) => {
+            tracing::warn!(target: "http_wasm::serve", %file, %error, "TLS certificate reload task failed; the old certificate keeps serving")
+        }
+    }
+}
+
 /// The next tick, or never without an interval.
 async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
     match tick {
@@ -119,8 +141,9 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
 /// Watches the filters' module files every `interval` (`None`: no
 /// polling) and reloads every filter on SIGHUP. Runs until the runtime
 /// stops. SIGHUP is handled (not fatal) as soon as this function is
-/// called, even when no filter has a file (the built-in demo).
-pub fn spawn(filters: &[Loaded], interval: Option<Duration>, fetch: Fetch) {
+/// called, even when no filter has a file (the built-in demo); it also
+/// reloads `cert`, the listener's TLS certificate, first.
+pub fn spawn(filters: &[Loaded], interval: Option<Duration>, fetch: Fetch, cert: Option<Arc<ServerCert>>) {
     let mut watched: Vec<Watched> = filters
         .iter()
         .filter_map(|f| {
@@ -141,6 +164,9 @@ pub fn spawn(filters: &[Loaded], interval: Option<Duration>, fetch: Fetch) {
                 () = next_tick(&mut tick) => false,
             };
             if signalled {
+                if let Some(cert) = &cert {
+                    reload_cert(cert).await;
+                }
                 tracing::info!(target: "http_wasm::serve", filters = watched.len(), "SIGHUP: reloading every filter module");
             }
             for w in &mut watched {

@@ -23,4 +23,5 @@ mod process;
 mod reload;
 mod soak;
 mod stalled_body;
+mod tls;
 mod upstream_pool;

@@ -40,7 +40,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `http-wasm args...` in `dir` and waits for its "listening on
-    /// http://ADDR" line. No logs.
+    /// http://ADDR" (or `https://`) line. No logs.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
         Server::start_with_log(dir, args, "off")
     }
@@ -91,7 +91,8 @@ impl Server {
                 panic!("http-wasm {args:?} exited ({status}) before listening:\n{}", log.lock().unwrap());
             };
             printed.push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let listening = line.split("listening on http://").nth(1);
+            if let Some(rest) = listening.or_else(|| line.split("listening on https://").nth(1)) {
                 break rest.trim().parse().unwrap();
             }
         };
