@@ -16,7 +16,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-# The example filters are compiled to wasm by the CLI's build script.
+# The example filters' modules are committed in cli/modules and embedded.
 RUN rustup target add wasm32-unknown-unknown wasm32-wasip1 \
  && cargo build --release --locked -p http-wasm-cli \
  && install -D target/release/http-wasm /out/usr/local/bin/http-wasm \

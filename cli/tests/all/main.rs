@@ -4,6 +4,7 @@ mod config;
 mod conformance;
 mod dapr;
 mod deploy;
+mod embedded_modules;
 mod errors;
 mod forwarding;
 mod framing_guest;
