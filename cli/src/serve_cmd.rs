@@ -214,8 +214,8 @@ pub struct ServeArgs {
     /// module that fails to load is logged and the old one keeps serving.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = watch)]
     watch_interval: Watch,
-    /// Serve `GET /metrics` (Prometheus text format, one series per
-    /// filter), `GET /healthz` (200 while the process runs) and `GET
+    /// Serve `GET /metrics` (OpenMetrics text format, for Prometheus),
+    /// `GET /healthz` (200 while the process runs) and `GET
     /// /readyz` (200 once every filter is loaded and the listener accepts,
     /// 503 while draining) on this address, e.g. `127.0.0.1:9090`.
     /// Default: off.
