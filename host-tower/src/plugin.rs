@@ -73,9 +73,22 @@ pub enum Isolation {
     /// A fresh instance (with its start function run) for every request:
     /// nothing a guest keeps survives its request. Costs an instantiation
     /// per request.
+    ///
+    /// On wasmtime, modules of this policy and of
+    /// [`RecycleAfter`](Self::RecycleAfter) run on a second engine with
+    /// wasmtime's pooling allocator: an instance takes a preallocated slot
+    /// whose memory starts as a copy-on-write image of the module's data,
+    /// and the slot is reset, not unmapped, when the instance ends (see
+    /// `docs/performance.md` for the price per request). That engine holds
+    /// 1,000 instances at once across all such plugins of the process (a
+    /// start beyond that fails like any failed start), at most 8 tables per
+    /// module and 100,000 elements per table; each slot reserves address
+    /// space for a 4 GiB memory, of which only what the guest touches is
+    /// resident. The memory and table caps of the builder apply as usual.
     PerRequest,
     /// Instances are reused, and replaced by a fresh one after serving this
     /// many requests (at least 1; 1 is [`PerRequest`](Self::PerRequest)).
+    /// Runs on wasmtime's pooling engine, as `PerRequest` does.
     RecycleAfter(u64),
 }
 

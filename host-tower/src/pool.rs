@@ -53,6 +53,7 @@ impl Loaded {
             options.cache_dir.as_deref(),
             options.memory_limit,
             options.table_limit,
+            options.isolation,
         )?;
         let imports = module.checked().host_imports.clone();
         let mut first = Pooled::start(&*module, &shared, &counters)?;

@@ -18,15 +18,17 @@ pub(crate) mod wasmer;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;
 
-/// Compiles, checks and links `wasm` with `engine`, through the
-/// compiled-module cache in `cache_dir` if one is given.
-#[cfg_attr(not(feature = "wasmer"), allow(unused_variables))]
+/// Compiles, checks and links `wasm` with `engine` for instances shared as
+/// `isolation` says, through the compiled-module cache in `cache_dir` if
+/// one is given.
+#[cfg_attr(not(all(feature = "wasmer", feature = "wasmtime")), allow(unused_variables))]
 pub(crate) fn compile(
     engine: crate::Engine,
     wasm: &[u8],
     cache_dir: Option<&std::path::Path>,
     memory_limit: usize,
     table_limit: u64,
+    isolation: crate::Isolation,
 ) -> Result<std::sync::Arc<dyn CompiledModule>, Error> {
     #[cfg(not(feature = "module-cache"))]
     if cache_dir.is_some() {
@@ -35,7 +37,11 @@ pub(crate) fn compile(
     check_proposals(wasm)?;
     Ok(match engine {
         #[cfg(feature = "wasmtime")]
-        crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(wasm, cache_dir)?),
+        crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(
+            wasm,
+            cache_dir,
+            wasmtime::Allocation::for_isolation(isolation),
+        )?),
         #[cfg(feature = "wasmer")]
         crate::Engine::Wasmer => {
             let wasm = memory_cap::cap_memories_and_tables(wasm, memory_limit, table_limit)?;

@@ -4,12 +4,14 @@ use super::{CompiledModule, GuestInstance, call_error, check_shape};
 use crate::error::{Error, Kind};
 use crate::host::abi_check::Checked;
 use crate::host::{HostError, HostState, SliceMemory, wasi};
+use crate::plugin::Isolation;
 use http_wasm_abi::MODULE;
 use std::sync::OnceLock;
 use std::time::Duration;
 use wasmtime::{
-    Caller, Config, Engine, FuncType, InstancePre, Linker, Memory, Module, Store, TypedFunc, UpdateDeadline, Val,
-    ValType,
+    Caller, Config, Engine, Extern, FuncType, Instance, InstanceAllocationStrategy, InstancePre, Linker, Memory,
+    Module, ModuleExport, PoolingAllocationConfig, Store, TypedFunc, UpdateDeadline, Val, ValType, WasmParams,
+    WasmResults,
 };
 
 /// What the store of every instance holds.
@@ -95,35 +97,106 @@ impl wasmtime::ResourceLimiter for InstanceLimits {
     }
 }
 
-/// How often the shared engine's epoch advances: the granularity of deadlines.
+/// How often an engine's epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(10);
 
-/// The process's wasmtime engine, with epoch interruption, and the thread
-/// that advances its epoch every [`TICK`].
-fn shared_engine() -> Result<&'static Engine, Error> {
-    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| {
-        let mut config = Config::new();
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        config.epoch_interruption(true);
-        // Guests may use WebAssembly 2.0 and nothing later (`host::proposals`
-        // refuses the rest first; this is the engine's own guard).
-        config.wasm_features(wasmtime::WasmFeatures::all().difference(wasmtime::WasmFeatures::WASM2), false);
-        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
-        // The engine lives in this static for the whole process, and so does its ticker.
-        let ticker = engine.clone();
-        std::thread::Builder::new()
-            .name("wasmtime-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(TICK);
-                    ticker.increment_epoch();
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(engine)
-    });
-    engine.as_ref().map_err(|e| Error::new(Kind::Config, "wasmtime engine").with_source(e.clone()))
+/// Instances alive at once, across every module of the pooling engine
+/// ([`Isolation::PerRequest`] and [`Isolation::RecycleAfter`]): its slots
+/// of instance state and of linear memory.
+pub(crate) const POOLED_INSTANCES: u32 = 1000;
+/// Tables one module of the pooling engine may define.
+pub(crate) const POOLED_TABLES_PER_MODULE: u32 = 8;
+/// Elements one table of the pooling engine may grow to (the plugin's
+/// table cap still applies to all of an instance's tables together).
+pub(crate) const POOLED_TABLE_ELEMENTS: usize = 100_000;
+
+/// The bytes of a pooled slot's memory reset in place rather than given
+/// back to the kernel when its instance ends.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// The process's wasmtime engines, one per way instances are allocated.
+/// A module runs on the engine it was compiled with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Allocation {
+    /// Each instance's memory and state are mapped when it starts and
+    /// unmapped when it ends: the best fit for instances that live long
+    /// ([`Isolation::Reuse`]).
+    OnDemand,
+    /// wasmtime's pooling allocator: instances take preallocated slots,
+    /// memories start from a copy-on-write image of the module's data and
+    /// a slot is reset, not unmapped, when its instance ends. Starting an
+    /// instance costs no `mmap`, which is what a fresh instance per request
+    /// needs ([`Isolation::PerRequest`], [`Isolation::RecycleAfter`]).
+    Pooling,
+}
+
+impl Allocation {
+    /// The allocation that suits `isolation`.
+    pub(crate) fn for_isolation(isolation: Isolation) -> Allocation {
+        match isolation {
+            Isolation::Reuse => Allocation::OnDemand,
+            Isolation::PerRequest | Isolation::RecycleAfter(_) => Allocation::Pooling,
+        }
+    }
+
+    /// The engine, built with its epoch ticker on first use.
+    fn engine(self) -> Result<&'static Engine, Error> {
+        static ON_DEMAND: OnceLock<Result<Engine, String>> = OnceLock::new();
+        static POOLING: OnceLock<Result<Engine, String>> = OnceLock::new();
+        let engine = match self {
+            Allocation::OnDemand => ON_DEMAND.get_or_init(|| ticking(config(self))),
+            Allocation::Pooling => POOLING.get_or_init(|| ticking(config(self))),
+        };
+        engine.as_ref().map_err(|e| Error::new(Kind::Config, "wasmtime engine").with_source(e.clone()))
+    }
+}
+
+/// The configuration of the engine for `allocation`: epoch interruption,
+/// WebAssembly 2.0 and nothing later (`host::proposals` refuses the rest
+/// first; this is the engine's own guard).
+fn config(allocation: Allocation) -> Config {
+    let mut config = Config::new();
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config.epoch_interruption(true);
+    config.wasm_features(wasmtime::WasmFeatures::all().difference(wasmtime::WasmFeatures::WASM2), false);
+    if allocation == Allocation::Pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(POOLED_INSTANCES)
+            .total_memories(POOLED_INSTANCES)
+            .total_tables(POOLED_INSTANCES)
+            .max_memories_per_module(1)
+            .max_tables_per_module(POOLED_TABLES_PER_MODULE)
+            .table_elements(POOLED_TABLE_ELEMENTS)
+            // A slot is reset by rewriting the pages the instance dirtied,
+            // found with Linux's PAGEMAP_SCAN (6.7 and later), up to
+            // KEEP_RESIDENT bytes, instead of giving them back to the kernel
+            // to fault in again: half the price of a fresh instance of an
+            // SDK guest (`docs/performance.md`). Without the ioctl, the
+            // lowest KEEP_RESIDENT bytes are rewritten.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT / 16);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Builds the engine of `config` and starts the thread that advances its
+/// epoch every [`TICK`], for as long as the process runs (the engine lives
+/// in a static).
+fn ticking(config: Config) -> Result<Engine, String> {
+    let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+    let ticker = engine.clone();
+    std::thread::Builder::new()
+        .name("wasmtime-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                ticker.increment_epoch();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(engine)
 }
 
 /// Epoch ticks for `deadline`, at least one.
@@ -135,6 +208,34 @@ pub(crate) struct WasmtimeModule {
     pre: InstancePre<StoreData>,
     engine: Engine,
     checked: Checked,
+    exports: Exports,
+}
+
+/// The exports an instance needs, found in the module once so that a new
+/// instance does not look them up by name.
+struct Exports {
+    memory: ModuleExport,
+    start: Option<(&'static str, ModuleExport)>,
+    handle_request: ModuleExport,
+    handle_response: ModuleExport,
+}
+
+impl Exports {
+    fn find(module: &Module, checked: &Checked) -> Result<Exports, Error> {
+        let find = |name: &str| {
+            module.get_export_index(name).ok_or_else(|| Error::new(Kind::Abi, format!("export {name}: missing")))
+        };
+        let start = match checked.start_export() {
+            Some(name) => Some((name, find(name)?)),
+            None => None,
+        };
+        Ok(Exports {
+            memory: find(http_wasm_abi::MEMORY)?,
+            start,
+            handle_request: find(http_wasm_abi::HANDLE_REQUEST)?,
+            handle_response: find(http_wasm_abi::HANDLE_RESPONSE)?,
+        })
+    }
 }
 
 /// The guest memory and the host state of a call, borrowed together.
@@ -241,12 +342,12 @@ fn link(engine: &Engine) -> Result<Linker<StoreData>, Error> {
 
 /// Compiles `wasm` only to validate it.
 pub(crate) fn validate(wasm: &[u8]) -> Result<(), Error> {
-    compile_module(shared_engine()?, wasm).map(drop)
+    compile_module(Allocation::OnDemand.engine()?, wasm).map(drop)
 }
 
-/// Compiles with the shared engine, for the compiled-module cache.
+/// Compiles with one of the engines, for the compiled-module cache.
 #[cfg(feature = "module-cache")]
-struct Compiler<'a>(&'a Engine);
+struct Compiler<'a>(&'a Engine, Allocation);
 
 #[cfg(feature = "module-cache")]
 impl super::cache::Compiler for Compiler<'_> {
@@ -256,7 +357,10 @@ impl super::cache::Compiler for Compiler<'_> {
         use sha2::Digest;
         let mut h = super::cache::DigestHasher(sha2::Sha256::new());
         std::hash::Hash::hash(&self.0.precompile_compatibility_hash(), &mut h);
-        let mut id = b"wasmtime:".to_vec();
+        let mut id = match self.1 {
+            Allocation::OnDemand => b"wasmtime:".to_vec(),
+            Allocation::Pooling => b"wasmtime-pooling:".to_vec(),
+        };
         id.extend_from_slice(&h.0.finalize());
         id
     }
@@ -286,18 +390,37 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
 }
 
 impl WasmtimeModule {
-    pub(crate) fn compile(wasm: &[u8], cache_dir: Option<&std::path::Path>) -> Result<WasmtimeModule, Error> {
-        let engine = shared_engine()?.clone();
+    pub(crate) fn compile(
+        wasm: &[u8],
+        cache_dir: Option<&std::path::Path>,
+        allocation: Allocation,
+    ) -> Result<WasmtimeModule, Error> {
+        let engine = allocation.engine()?.clone();
         let module = match cache_dir {
             #[cfg(feature = "module-cache")]
-            Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), wasm)?,
+            Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine, allocation), wasm)?,
             _ => compile_module(&engine, wasm)?,
         };
         let checked = check_shape(&super::shape(wasm)?)?;
+        let exports = Exports::find(&module, &checked)?;
         let linker = link(&engine)?;
         let pre = linker.instantiate_pre(&module).map_err(link_error)?;
-        Ok(WasmtimeModule { pre, engine, checked })
+        Ok(WasmtimeModule { pre, engine, checked, exports })
     }
+}
+
+/// The function `export` (named `name`) of `instance`, with its type checked.
+fn typed<P: WasmParams, R: WasmResults>(
+    instance: &Instance,
+    store: &mut Store<StoreData>,
+    export: &ModuleExport,
+    name: &str,
+) -> Result<TypedFunc<P, R>, Error> {
+    let func = instance
+        .get_module_export(&mut *store, export)
+        .and_then(Extern::into_func)
+        .ok_or_else(|| Error::new(Kind::Abi, format!("export {name}: not a function")))?;
+    func.typed(&*store).map_err(|e| start_error(name, e))
 }
 
 fn host_error(e: &wasmtime::Error) -> Option<&HostError> {
@@ -325,12 +448,14 @@ impl CompiledModule for WasmtimeModule {
         store.epoch_deadline_callback(|mut cx| Ok(CallClock::on_deadline(cx.data_mut())));
         CallClock::start(&mut store, deadline);
         let instance = self.pre.instantiate(&mut store).map_err(|e| start_error("instantiation", e))?;
+        let exports = &self.exports;
         let memory = instance
-            .get_memory(&mut store, http_wasm_abi::MEMORY)
-            .ok_or_else(|| Error::new(Kind::Abi, "export memory: missing"))?;
+            .get_module_export(&mut store, &exports.memory)
+            .and_then(Extern::into_memory)
+            .ok_or_else(|| Error::new(Kind::Abi, "export memory: not a memory"))?;
         store.data_mut().memory = Some(memory);
-        if let Some(name) = self.checked.start_export() {
-            let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| start_error(name, e))?;
+        if let Some((name, start)) = &exports.start {
+            let f = typed::<(), ()>(&instance, &mut store, start, name)?;
             CallClock::start(&mut store, deadline);
             if let Err(e) = f.call(&mut store, ()) {
                 match host_error(&e) {
@@ -339,12 +464,10 @@ impl CompiledModule for WasmtimeModule {
                 }
             }
         }
-        let handle_request = instance
-            .get_typed_func::<(), i64>(&mut store, http_wasm_abi::HANDLE_REQUEST)
-            .map_err(|e| start_error("handle_request", e))?;
-        let handle_response = instance
-            .get_typed_func::<(i32, i32), ()>(&mut store, http_wasm_abi::HANDLE_RESPONSE)
-            .map_err(|e| start_error("handle_response", e))?;
+        let handle_request =
+            typed::<(), i64>(&instance, &mut store, &exports.handle_request, http_wasm_abi::HANDLE_REQUEST)?;
+        let handle_response =
+            typed::<(i32, i32), ()>(&instance, &mut store, &exports.handle_response, http_wasm_abi::HANDLE_RESPONSE)?;
         Ok(Box::new(WasmtimeInstance { store, handle_request, handle_response, deadline }))
     }
 }

@@ -45,6 +45,58 @@ tower_http_wasm::per_engine! {
     }
 }
 
+/// Answers in `x-out` what earlier requests left in the instance's memory:
+/// `d` where its data segment's byte was rewritten, `g` where memory grew,
+/// `l` where a page low in memory was written, `h` where one past the first
+/// MiB was (wasmtime's pooled slots reset pages below that in place and
+/// give the rest back to the kernel); `-` for nothing. Then leaves all four
+/// behind.
+fn scribbler() -> Vec<u8> {
+    module(&format!(
+        r#"(data (i32.const 2000) "a")
+  (func $seen (param $n i32) (param $mark i32) (result i32)
+    (i32.store8 (i32.add (i32.const 3000) (local.get $n)) (local.get $mark))
+    (i32.add (local.get $n) (i32.const 1)))
+  (func (export "handle_request") (result i64) (local $n i32)
+    (if (i32.ne (i32.load8_u (i32.const 2000)) (i32.const 97))
+      (then (local.set $n (call $seen (local.get $n) (i32.const 100)))))
+    (if (i32.ne (memory.size) (i32.const 40))
+      (then (local.set $n (call $seen (local.get $n) (i32.const 103)))))
+    (if (i32.ne (i32.load8_u (i32.const 70000)) (i32.const 0))
+      (then (local.set $n (call $seen (local.get $n) (i32.const 108)))))
+    (if (i32.ne (i32.load8_u (i32.const 2000000)) (i32.const 0))
+      (then (local.set $n (call $seen (local.get $n) (i32.const 104)))))
+    (if (i32.eqz (local.get $n)) (then (local.set $n (call $seen (i32.const 0) (i32.const 45)))))
+    (call $out (i32.const 3000) (local.get $n))
+    (i32.store8 (i32.const 2000) (i32.const 98))
+    (i32.store8 (i32.const 70000) (i32.const 1))
+    (i32.store8 (i32.const 2000000) (i32.const 1))
+    (drop (memory.grow (i32.const 1)))
+    (i64.const 0))
+  {NOOP_RESPONSE}"#
+    ))
+}
+
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn a_fresh_instance_starts_from_the_modules_memory_image(engine) {
+        // On wasmtime, per-request and recycled instances take slots of the
+        // pooling allocator that earlier instances dirtied and grew.
+        let wasm = scribbler();
+        let seen = async |isolation| {
+            let plugin = builder(engine).pool_size(1).isolation(isolation).build(&wasm).unwrap();
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                seen.push(send(&plugin, get("/")).await.header("x-out").to_owned());
+            }
+            seen
+        };
+        assert_eq!(seen(Isolation::Reuse).await, ["-", "dglh", "dglh", "dglh"], "reuse keeps what a guest left");
+        assert_eq!(seen(Isolation::PerRequest).await, ["-", "-", "-", "-"], "per request");
+        assert_eq!(seen(Isolation::RecycleAfter(2)).await, ["-", "dglh", "-", "dglh"], "recycle after 2");
+    }
+}
+
 tower_http_wasm::per_engine! {
     #[tokio::test]
     async fn a_trap_discards_the_instance_whatever_the_policy(engine) {
