@@ -228,9 +228,10 @@ impl Upstream {
         let mut http = HttpConnector::new();
         // Small writes (headers, chunks) go out at once, not after a delayed ACK.
         http.set_nodelay(true);
-        let roots = match scheme == Scheme::HTTPS {
-            true => Some(Arc::new(tls::upstream_roots(ca)?)),
-            false => None,
+        let roots = match (scheme == Scheme::HTTPS, ca) {
+            (true, ca) => Some(Arc::new(tls::upstream_roots(ca)?)),
+            (false, None) => None,
+            (false, Some(_)) => return Err(format!("--upstream-ca is for an https:// upstream, not {url:?}")),
         };
         let pool = |alpn| {
             let client = Client::builder(TokioExecutor::new())

@@ -193,6 +193,16 @@ async fn presented(addr: SocketAddr, ca: &Ca) -> CertificateDer<'static> {
     tls.get_ref().1.peer_certificates().unwrap()[0].clone()
 }
 
+/// The protocol `addr` selects by ALPN when a client offers `offer`.
+async fn negotiated(addr: SocketAddr, ca: &Ca, offer: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut config = client_config(ca);
+    config.alpn_protocols = offer.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+}
+
 /// `serve --tls-cert --tls-key` (a certificate of `ca`) in front of
 /// `upstream` with `extra` flags and the `versioned("tls")` filter on
 /// `engine`, logging `http_wasm=info`.
@@ -325,6 +335,8 @@ fn missing_garbage_or_mismatched_files_stop_the_start() {
     // The upstream's CA file too.
     let e = start_fails(&dir, &["--upstream", "https://127.0.0.1:9", "--upstream-ca", "empty.pem"]);
     assert!(e.contains("--upstream-ca empty.pem: no certificate in it"), "{e}");
+    let e = start_fails(&dir, &["--upstream", "http://127.0.0.1:9", "--upstream-ca", "empty.pem"]);
+    assert!(e.contains("--upstream-ca is for an https:// upstream"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,6 +349,9 @@ async fn sighup_reloads_a_changed_certificate_and_keeps_it_when_the_new_one_is_b
     let up = crate::net::upstream(|_req| async { Response::new(full("upstream")) }).await;
     let gw = Server::gateway_with_log(&dir, up, &["--tls-cert", &cert, "--tls-key", &key], "http_wasm=info");
     assert_eq!(presented(gw.addr, &ca).await, one.der);
+    // ALPN: h2 when offered, else http/1.1.
+    assert_eq!(negotiated(gw.addr, &ca, &[b"h2", b"http/1.1"]).await.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(negotiated(gw.addr, &ca, &[b"http/1.1"]).await.as_deref(), Some(&b"http/1.1"[..]));
     // A connection opened before the swap keeps working on the old one.
     let client = tls_client(&ca, true);
     let url = format!("https://localhost:{}/", gw.addr.port());
