@@ -147,14 +147,15 @@ impl Gateway {
             tracing::info!(target: "http_wasm::serve", "refused: repeated or invalid host, or host and :authority differ");
             plain(StatusCode::BAD_REQUEST)
         };
-        metrics::GATEWAY.request_done(started.elapsed());
+        let took = started.elapsed();
+        metrics::GATEWAY.request_done(took);
         tracing::info!(
             target: "http_wasm::access",
             %peer,
             %method,
             %uri,
             status = res.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
+            micros = took.as_micros() as u64,
             "request"
         );
         res
