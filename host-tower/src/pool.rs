@@ -122,20 +122,26 @@ impl Lease {
     /// Takes an instance of `loaded`, waiting while all are busy.
     pub(crate) async fn acquire(loaded: Arc<Loaded>) -> Result<Lease, Error> {
         // Fast path: a free instance, no timer involved.
-        let permit = match loaded.permits.clone().try_acquire_owned() {
-            Ok(p) => Ok(Ok(p)),
-            Err(_) => {
-                loaded.counters.pool_waited();
-                tokio::time::timeout(loaded.pool_wait, loaded.permits.clone().acquire_owned()).await
-            }
-        };
-        let permit = match permit {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(Error::new(Kind::PoolTimeout, "instance pool closed")),
-            Err(_) => {
-                return Err(Error::new(Kind::PoolTimeout, format!("no instance free within {:?}", loaded.pool_wait)));
-            }
-        };
+        if let Ok(permit) = loaded.permits.clone().try_acquire_owned() {
+            return Lease::take(loaded, permit);
+        }
+        loaded.counters.pool_waited();
+        match tokio::time::timeout(loaded.pool_wait, loaded.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Lease::take(loaded, permit),
+            Ok(Err(_)) => Err(Error::new(Kind::PoolTimeout, "instance pool closed")),
+            Err(_) => Err(Error::new(Kind::PoolTimeout, format!("no instance free within {:?}", loaded.pool_wait))),
+        }
+    }
+
+    /// Takes an instance of `loaded` if one is free now; `None` when all
+    /// are busy (nothing counted: [`Lease::acquire`] then waits).
+    pub(crate) fn try_acquire(loaded: Arc<Loaded>) -> Option<Result<Lease, Error>> {
+        let permit = loaded.permits.clone().try_acquire_owned().ok()?;
+        Some(Lease::take(loaded, permit))
+    }
+
+    /// An idle instance, or a new one, under `permit`.
+    fn take(loaded: Arc<Loaded>, permit: OwnedSemaphorePermit) -> Result<Lease, Error> {
         let idle = loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let instance = match idle {
             Some(i) => i,
@@ -172,6 +178,16 @@ impl Lease {
     /// Drops the instance instead of returning it (after any trap).
     pub(crate) fn discard(&mut self) {
         self.instance = None;
+    }
+
+    /// The features the module enabled at start.
+    pub(crate) fn module_features(&self) -> Features {
+        self.loaded.module_features
+    }
+
+    /// The most bytes of one body buffered for the guest.
+    pub(crate) fn body_limit(&self) -> usize {
+        self.loaded.body_limit()
     }
 
     /// True when the guest may read request headers in `handle_response`.

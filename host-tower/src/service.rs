@@ -72,7 +72,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<ResBody, S::Error, S::Future, F>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -82,7 +82,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let run = Run { plugin: self.plugin.clone(), on_failure: self.on_failure.clone() };
-        ResponseFuture { inner: Box::pin(run.exchange(inner, req)) }
+        run.start(inner, req)
     }
 }
 
@@ -285,8 +285,7 @@ impl<F: FailureResponse> Run<F> {
 
         // Request phase.
         let original = fail_open.then(|| Original::of(&parts));
-        let source_addr =
-            parts.extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| parts.extensions.get::<SocketAddr>().copied());
+        let source_addr = source_addr(&parts.extensions);
         let req_body = match incoming.into_state().await {
             Ok(state) => state,
             Err(e) => return Ok(self.fail(Stage::Body, None, e)),
@@ -316,50 +315,71 @@ impl<F: FailureResponse> Run<F> {
         let fwd = forward(&mut ex, &lease);
         let result = inner.call(fwd).await;
         ex.phase = Phase::Response;
-        let response = match result {
-            Ok(r) => r,
+        let cycle = Forwarded { run: self, lease, ex, req_ctx: ctx.req_ctx };
+        match result {
+            Ok(response) => Ok(cycle.respond(response, fail_open).await),
             Err(e) => {
-                lease.host().exchange = Some(ex);
-                if let Err(err) = lease.handle_response(ctx.req_ctx, true) {
-                    let _ = self.fail::<ResBody>(Stage::Response, Some(&mut lease), err);
-                }
-                return Err(e);
+                cycle.next_failed();
+                Err(e)
             }
+        }
+    }
+
+    /// Starts the exchange of `req`. The common case (a request without a
+    /// body, a free instance, a filter that fails closed) runs its request
+    /// phase here and waits for the next handler in the response future
+    /// itself, without an allocation; everything else runs as one boxed
+    /// `async` block, [`Run::exchange`].
+    fn start<S, ReqBody, ResBody>(
+        self,
+        mut inner: S,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<ResBody, S::Error, S::Future, F>
+    where
+        S: Service<Request<RequestBody>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+        ResBody: Body + Send + 'static,
+        ResBody::Data: Send,
+        ResBody::Error: std::fmt::Display,
+    {
+        let fast = self.plugin.failure_policy() == FailurePolicy::Closed && req.body().is_end_stream();
+        let Some(lease) = fast.then(|| Lease::try_acquire(self.plugin.loaded())).flatten() else {
+            return ResponseFuture::boxed(Box::pin(self.exchange(inner, req)));
+        };
+        let counters = self.plugin.counters();
+        counters.request();
+        let mut lease = match lease {
+            Ok(lease) => lease,
+            Err(e) => return ResponseFuture::ready(self.fail(Stage::Acquire, None, e)),
         };
 
-        // Response phase.
-        let (parts, inner_body) = response.into_parts();
-        // What the next handler answered, to skip a failed filter.
-        let answered = fail_open.then(|| Answered {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers.clone(),
-            trailers: None,
-        });
-        merge_head(&mut ex, parts);
-        let guest_trailers = ex.resp_body.trailers.take();
-        let (passthrough, is_error) = take_response_body(&mut ex, inner_body, body_limit).await;
-        let answered = answered.map(|a| Answered { trailers: ex.resp_body.trailers.clone(), ..a });
-        if let Some(t) = guest_trailers {
-            let mine = ex.resp_body.trailers.get_or_insert_with(HeaderMap::new);
-            for (k, v) in t.iter() {
-                mine.append(k.clone(), v.clone());
-            }
-        }
-        lease.host().exchange = Some(ex);
-        if let Err(e) = lease.handle_response(ctx.req_ctx, is_error.is_some()) {
-            return Ok(self.response_failed(lease, answered, passthrough, is_error.is_some(), e));
-        }
-
-        // Respond.
-        let Some(ex) = lease.host().exchange.take() else {
+        // Request phase, on this thread: there is no body to wait for.
+        let (parts, _empty) = req.into_parts();
+        let source_addr = source_addr(&parts.extensions);
+        lease.host().exchange = Some(Exchange::new(parts, BodyState::default(), lease.module_features(), source_addr));
+        let ctx = match decode_ctx(lease.handle_request()) {
+            Ok(ctx) => ctx,
+            Err(e) => return ResponseFuture::ready(self.fail(Stage::Request, Some(&mut lease), e)),
+        };
+        let Some(mut ex) = lease.host().exchange.take() else {
             let e = Error::new(crate::error::Kind::Guest, "exchange lost");
-            return Ok(self.fail(Stage::Response, Some(&mut lease), e));
+            return ResponseFuture::ready(self.fail(Stage::Request, Some(&mut lease), e));
         };
-        if let Some(why) = is_error {
-            return Ok(self.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why)));
+        if !ctx.next {
+            counters.short_circuit();
+            return ResponseFuture::ready(short_circuit(ex));
         }
-        Ok(finish(ex, passthrough))
+        counters.next_call();
+
+        // Forward; the response future waits for the next handler.
+        let fwd = forward(&mut ex, &lease);
+        let next = inner.call(fwd);
+        ex.phase = Phase::Response;
+        ResponseFuture::forwarding(next, Forwarded { run: self, lease, ex, req_ctx: ctx.req_ctx })
     }
 
     /// A failure in `handle_response`: the failure response, or with
@@ -474,10 +494,118 @@ async fn request_phase(mut lease: Lease, arriving: bool) -> Result<(Lease, Resul
         Err(_) if arriving => blocking_reads(|| lease.handle_request()),
         _ => lease.handle_request(),
     };
-    let ctx = result.and_then(|raw| {
+    Ok((lease, decode_ctx(result)))
+}
+
+/// What `handle_request` returned, decoded.
+fn decode_ctx(result: Result<i64, Error>) -> Result<CtxNext, Error> {
+    result.and_then(|raw| {
         CtxNext::decode(raw).map_err(|v| Error::new(crate::error::Kind::Guest, format!("handle_request returned {v}")))
-    });
-    Ok((lease, ctx))
+    })
+}
+
+/// The client's address from the request's extensions.
+fn source_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| extensions.get::<SocketAddr>().copied())
+}
+
+/// A request the guest passed to the next handler: what its response
+/// phase needs once the next handler has answered.
+pub(crate) struct Forwarded<F> {
+    run: Run<F>,
+    lease: Lease,
+    ex: Exchange,
+    req_ctx: u32,
+}
+
+impl<F: FailureResponse> Forwarded<F> {
+    /// The next handler failed: the guest still gets `handle_response`
+    /// (with `is_error`), and the error goes to the caller.
+    pub(crate) fn next_failed(self) {
+        let Forwarded { run, mut lease, ex, req_ctx } = self;
+        lease.host().exchange = Some(ex);
+        if let Err(err) = lease.handle_response(req_ctx, true) {
+            let _ = run.fail::<()>(Stage::Response, Some(&mut lease), err);
+        }
+    }
+
+    /// Response phase and respond, for the next handler's `response`;
+    /// `fail_open` keeps what it answered to skip a failed filter.
+    async fn respond<B>(mut self, response: Response<B>, fail_open: bool) -> Response<ResponseBody<B>>
+    where
+        B: Body,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = response.into_parts();
+        let head = self.merge_head(parts, fail_open);
+        let (passthrough, is_error) = take_response_body(&mut self.ex, body, self.lease.body_limit()).await;
+        self.settled(head, passthrough, is_error)
+    }
+
+    /// [`Forwarded::respond`] without waiting, for a filter that fails
+    /// closed; `Err` with the rest to await when the guest buffers the
+    /// response body.
+    pub(crate) fn respond_now<B>(
+        self,
+        response: Response<B>,
+    ) -> Result<Response<ResponseBody<B>>, impl Future<Output = Response<ResponseBody<B>>> + Send + 'static>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::fmt::Display,
+    {
+        if self.ex.has(Feature::BufferResponse) {
+            return Err(self.respond(response, false));
+        }
+        let mut cycle = self;
+        let (parts, body) = response.into_parts();
+        let head = cycle.merge_head(parts, false);
+        let passthrough = pass_response_body(&mut cycle.ex, body);
+        Ok(cycle.settled(head, passthrough, None))
+    }
+
+    /// Merges the next handler's head into the exchange (spec §2.1).
+    fn merge_head(&mut self, parts: http::response::Parts, fail_open: bool) -> MergedHead {
+        let answered = fail_open.then(|| Answered {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers.clone(),
+            trailers: None,
+        });
+        merge_head(&mut self.ex, parts);
+        MergedHead { answered, guest_trailers: self.ex.resp_body.trailers.take() }
+    }
+
+    /// `handle_response` once the next handler's body is settled (passed
+    /// through, buffered, or failed with `is_error`), then the response.
+    fn settled<B: Body>(
+        self,
+        head: MergedHead,
+        passthrough: Option<B>,
+        is_error: Option<String>,
+    ) -> Response<ResponseBody<B>> {
+        let Forwarded { run, mut lease, mut ex, req_ctx } = self;
+        let answered = head.answered.map(|a| Answered { trailers: ex.resp_body.trailers.clone(), ..a });
+        // Trailers the guest set before next go after the next handler's.
+        if let Some(t) = head.guest_trailers {
+            let mine = ex.resp_body.trailers.get_or_insert_with(HeaderMap::new);
+            for (k, v) in t.iter() {
+                mine.append(k.clone(), v.clone());
+            }
+        }
+        lease.host().exchange = Some(ex);
+        if let Err(e) = lease.handle_response(req_ctx, is_error.is_some()) {
+            return run.response_failed(lease, answered, passthrough, is_error.is_some(), e);
+        }
+        let Some(ex) = lease.host().exchange.take() else {
+            let e = Error::new(crate::error::Kind::Guest, "exchange lost");
+            return run.fail(Stage::Response, Some(&mut lease), e);
+        };
+        if let Some(why) = is_error {
+            return run.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why));
+        }
+        finish(ex, passthrough)
+    }
 }
 
 /// The request for the next handler; the exchange keeps what the guest may
@@ -493,6 +621,14 @@ fn forward(ex: &mut Exchange, lease: &Lease) -> Request<RequestBody> {
     *fwd.extensions_mut() = std::mem::take(&mut ex.request.extensions);
     framing.apply(fwd.headers_mut());
     fwd
+}
+
+/// What the response phase keeps from the next handler's head.
+struct MergedHead {
+    /// What the next handler answered, to skip a failed filter (fail-open only).
+    answered: Option<Answered>,
+    /// Trailers the guest set before calling next.
+    guest_trailers: Option<HeaderMap>,
 }
 
 /// The next handler's response head, kept to skip a failed filter.
@@ -548,12 +684,18 @@ where
         };
         return (None, failed);
     }
+    (pass_response_body(ex, body), None)
+}
+
+/// The next handler's response body for a guest that does not buffer it:
+/// passed through, unless the guest wrote a body and this one is empty.
+fn pass_response_body<B: Body>(ex: &mut Exchange, body: B) -> Option<B> {
     if body.is_end_stream() && ex.resp_body.written.is_some() {
         // The guest's body stands when the next handler wrote none.
-        return (None, None);
+        return None;
     }
     ex.resp_body.written = None;
-    (Some(body), None)
+    Some(body)
 }
 
 /// The response of a guest that did not call next.

@@ -34,6 +34,9 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The thread copying stderr into `log`: it ends when the process's
+    /// stderr closes, so joined after an exit the log is whole.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     stdout: Vec<String>,
     dir: PathBuf,
 }
@@ -73,7 +76,7 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
                 let mut log = sink.lock().unwrap();
@@ -113,7 +116,7 @@ impl Server {
             printed.extend(lines.next().and_then(Result::ok));
         }
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr, log, stdout: printed, dir: dir.to_path_buf() }
+        Server { child, addr, log, log_reader: Some(log_reader), stdout: printed, dir: dir.to_path_buf() }
     }
 
     /// The directory it runs in.
@@ -147,6 +150,10 @@ impl Server {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The last lines may still be on their way into the log.
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if std::time::Instant::now() > deadline {
