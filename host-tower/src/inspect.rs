@@ -1,6 +1,6 @@
 //! What a module imports and exports, and whether that matches the ABI.
 
-use crate::host::abi_check::{self, Shape};
+use crate::module::{Analysis, abi_check};
 use crate::{Engine, Error, Features, PluginBuilder};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -73,8 +73,10 @@ impl fmt::Display for Inspection {
 /// problems and start features. Fails only when the bytes do not compile.
 pub fn inspect(wasm: &[u8], engine: Engine) -> Result<Inspection, Error> {
     let started = Instant::now();
-    let shape: Shape = crate::engine::shape_of(engine, wasm)?;
+    let analysis = Analysis::read(wasm)?;
+    crate::engine::validate(engine, wasm)?;
     let compile_time = started.elapsed();
+    let shape = &analysis.shape;
     let mut out = Inspection {
         engine,
         imports: shape.imports.iter().map(|(m, n, t)| (m.clone(), n.clone(), t.to_string())).collect(),
@@ -86,7 +88,7 @@ pub fn inspect(wasm: &[u8], engine: Engine) -> Result<Inspection, Error> {
         start_error: None,
         compile_time,
     };
-    match abi_check::check(&shape) {
+    match abi_check::check(shape) {
         Ok(checked) => {
             out.kind = checked.kind();
             out.wasi_imports = checked.wasi_imports.iter().map(|s| s.to_string()).collect();

@@ -74,6 +74,7 @@ mod host;
 mod inspect;
 mod layer;
 mod metrics;
+mod module;
 mod plugin;
 mod pool;
 mod service;

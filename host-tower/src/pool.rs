@@ -18,7 +18,7 @@ pub(crate) struct Loaded {
     pub(crate) imports: Vec<HostFunction>,
     pub(crate) module_features: Features,
     /// `handle_response` may read request headers (it reaches a function
-    /// that does, see `host::reach`), so they are kept after forwarding.
+    /// that does, see `module::reach`), so they are kept after forwarding.
     reads_headers: bool,
     /// The same for the request URI (`get_uri`, and header reads, which
     /// answer `host` from the URI's authority on HTTP/2).
@@ -47,9 +47,11 @@ impl Loaded {
             memory_limit: options.memory_limit,
             table_limit: options.table_limit,
         });
+        let analysis = crate::module::Analysis::read(wasm)?;
         let module = crate::engine::compile(
             options.engine,
             wasm,
+            &analysis,
             options.cache_dir.as_deref(),
             options.memory_limit,
             options.table_limit,
@@ -58,7 +60,7 @@ impl Loaded {
         let imports = module.checked().host_imports.clone();
         let mut first = Pooled::start(&*module, &shared, &counters)?;
         let module_features = first.instance.host().module_features;
-        let reach = crate::host::reach::from_handle_response(wasm);
+        let reach = &analysis.reach;
         let reads_headers =
             reach.may_call(HostFunction::GetHeaderNames) || reach.may_call(HostFunction::GetHeaderValues);
         let reads_uri = reads_headers || reach.may_call(HostFunction::GetUri);

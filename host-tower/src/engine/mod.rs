@@ -2,29 +2,28 @@
 //! and moves bytes between guest memory and the core in [`crate::host`].
 
 use crate::error::{Error, Kind};
-use crate::host::abi_check::{self, Checked, Shape};
 use crate::host::{HostError, HostState};
+use crate::module::{Analysis, Checked};
 
 #[cfg(feature = "module-cache")]
 pub(crate) mod cache;
 #[cfg(feature = "wasmer")]
 mod call_watch;
 #[cfg(feature = "wasmer")]
-mod memory_cap;
-#[cfg(feature = "wasmer")]
-mod start_section;
-#[cfg(feature = "wasmer")]
 pub(crate) mod wasmer;
+#[cfg(feature = "wasmer")]
+mod wasmer_rewrite;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;
 
-/// Compiles, checks and links `wasm` with `engine` for instances shared as
-/// `isolation` says, through the compiled-module cache in `cache_dir` if
-/// one is given.
+/// Compiles, checks and links `wasm`, which `analysis` read, with `engine`
+/// for instances shared as `isolation` says, through the compiled-module
+/// cache in `cache_dir` if one is given.
 #[cfg_attr(not(all(feature = "wasmer", feature = "wasmtime")), allow(unused_variables))]
 pub(crate) fn compile(
     engine: crate::Engine,
     wasm: &[u8],
+    analysis: &Analysis,
     cache_dir: Option<&std::path::Path>,
     memory_limit: usize,
     table_limit: u64,
@@ -34,48 +33,31 @@ pub(crate) fn compile(
     if cache_dir.is_some() {
         return Err(Error::new(Kind::Config, "cache_dir needs the `module-cache` feature of tower-http-wasm"));
     }
-    check_proposals(wasm)?;
     Ok(match engine {
         #[cfg(feature = "wasmtime")]
         crate::Engine::Wasmtime => std::sync::Arc::new(wasmtime::WasmtimeModule::compile(
             wasm,
+            analysis,
             cache_dir,
             wasmtime::Allocation::for_isolation(isolation),
         )?),
         #[cfg(feature = "wasmer")]
         crate::Engine::Wasmer => {
-            let wasm = memory_cap::cap_memories_and_tables(wasm, memory_limit, table_limit)?;
-            std::sync::Arc::new(wasmer::WasmerModule::compile(&wasm, cache_dir)?)
+            std::sync::Arc::new(wasmer::WasmerModule::compile(wasm, analysis, cache_dir, memory_limit, table_limit)?)
         }
     })
 }
 
-/// Compiles `wasm` with `engine` (which validates it), then reads its
-/// imports and exports.
-pub(crate) fn shape_of(engine: crate::Engine, wasm: &[u8]) -> Result<Shape, Error> {
-    check_proposals(wasm)?;
+/// Compiles `wasm` with `engine` only to validate it: an engine may refuse
+/// what the analysis accepted (wasmtime without its `gc` feature refuses
+/// `externref`).
+pub(crate) fn validate(engine: crate::Engine, wasm: &[u8]) -> Result<(), Error> {
     match engine {
         #[cfg(feature = "wasmtime")]
-        crate::Engine::Wasmtime => wasmtime::validate(wasm)?,
+        crate::Engine::Wasmtime => wasmtime::validate(wasm),
         #[cfg(feature = "wasmer")]
-        crate::Engine::Wasmer => wasmer::validate(wasm)?,
+        crate::Engine::Wasmer => wasmer::validate(wasm),
     }
-    shape(wasm)
-}
-
-/// Refuses a module that needs a WebAssembly proposal guests may not use
-/// (see `host::proposals`), before any engine sees it.
-fn check_proposals(wasm: &[u8]) -> Result<(), Error> {
-    // Text and garbage are left to the engine, which says what is wrong.
-    if !wasm.starts_with(b"\0asm") {
-        return Ok(());
-    }
-    crate::host::proposals::check(wasm).map_err(|e| Error::new(Kind::Compile, "module refused").with_source(e))
-}
-
-/// The imports and exports of `wasm`, a module an engine has accepted.
-pub(crate) fn shape(wasm: &[u8]) -> Result<Shape, Error> {
-    Shape::read(wasm).map_err(|e| Error::new(Kind::Compile, "not a valid wasm module").with_source(e.to_string()))
 }
 
 /// A compiled and linked module, ready to instantiate.
@@ -95,13 +77,6 @@ pub(crate) trait GuestInstance: Send {
     fn handle_request(&mut self) -> Result<i64, Error>;
     /// Calls `handle_response`.
     fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error>;
-}
-
-/// Checks a module's shape against the ABI, as a load error listing every problem.
-pub(crate) fn check_shape(shape: &Shape) -> Result<Checked, Error> {
-    abi_check::check(shape).map_err(|problems| {
-        Error::new(Kind::Abi, format!("module does not match the http-wasm ABI:\n  {}", problems.join("\n  ")))
-    })
 }
 
 /// Classifies a failed guest call. `host` is the host error behind the

@@ -17,11 +17,11 @@
 //! the store is `Send`.
 
 use super::call_watch::{self, CallWatch, Waited, wait_for};
-use super::{CompiledModule, GuestInstance, call_error, check_shape};
+use super::{CompiledModule, GuestInstance, call_error};
 use crate::error::{Error, Kind};
-use crate::host::abi_check::Checked;
 use crate::host::body::{blocking_reads, may_block};
 use crate::host::{Exchange, GuestMemory, HostError, HostState, wasi};
+use crate::module::{Analysis, Checked};
 use http_wasm_abi::MODULE;
 use std::borrow::Cow;
 use std::sync::{Arc, mpsc};
@@ -51,7 +51,7 @@ pub(crate) struct WasmerModule {
     engine: Engine,
     module: Module,
     checked: Checked,
-    /// The export the module's start section became (see `start_section`).
+    /// The export the module's start section became (see `wasmer_rewrite`).
     start_section: Option<String>,
 }
 
@@ -65,7 +65,7 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
 }
 
 /// A wasmer engine (Cranelift) that accepts WebAssembly 2.0 and nothing
-/// later: `host::proposals` refuses the rest first; this is the engine's
+/// later: `module::proposals` refuses the rest first; this is the engine's
 /// own guard.
 ///
 /// Its modules count the operators they execute (wasmer's metering
@@ -122,15 +122,24 @@ impl super::cache::Compiler for Compiler<'_> {
 }
 
 impl WasmerModule {
-    pub(crate) fn compile(wasm: &[u8], cache_dir: Option<&std::path::Path>) -> Result<WasmerModule, Error> {
+    /// Compiles `wasm` (which `analysis` read) with its memories and tables
+    /// capped at `memory_limit` bytes and `table_limit` elements and its
+    /// start section deferred (see `wasmer_rewrite`).
+    pub(crate) fn compile(
+        wasm: &[u8],
+        analysis: &Analysis,
+        cache_dir: Option<&std::path::Path>,
+        memory_limit: usize,
+        table_limit: u64,
+    ) -> Result<WasmerModule, Error> {
+        let (deferred, start_section) = super::wasmer_rewrite::for_wasmer(wasm, analysis, memory_limit, table_limit)?;
         let engine = new_engine();
-        let (deferred, start_section) = super::start_section::defer_start(wasm)?;
         let module = match cache_dir {
             #[cfg(feature = "module-cache")]
             Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine), &deferred)?,
             _ => compile_module(&engine, &deferred)?,
         };
-        let checked = check_shape(&super::shape(wasm)?)?;
+        let checked = analysis.check()?;
         Ok(WasmerModule { engine, module, checked, start_section })
     }
 }

@@ -1,9 +1,9 @@
 //! The wasmtime backend.
 
-use super::{CompiledModule, GuestInstance, call_error, check_shape};
+use super::{CompiledModule, GuestInstance, call_error};
 use crate::error::{Error, Kind};
-use crate::host::abi_check::Checked;
 use crate::host::{HostError, HostState, SliceMemory, wasi};
+use crate::module::{Analysis, Checked};
 use crate::plugin::Isolation;
 use http_wasm_abi::MODULE;
 use std::sync::OnceLock;
@@ -152,7 +152,7 @@ impl Allocation {
 }
 
 /// The configuration of the engine for `allocation`: epoch interruption,
-/// WebAssembly 2.0 and nothing later (`host::proposals` refuses the rest
+/// WebAssembly 2.0 and nothing later (`module::proposals` refuses the rest
 /// first; this is the engine's own guard).
 fn config(allocation: Allocation) -> Config {
     let mut config = Config::new();
@@ -392,6 +392,7 @@ fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
 impl WasmtimeModule {
     pub(crate) fn compile(
         wasm: &[u8],
+        analysis: &Analysis,
         cache_dir: Option<&std::path::Path>,
         allocation: Allocation,
     ) -> Result<WasmtimeModule, Error> {
@@ -401,7 +402,7 @@ impl WasmtimeModule {
             Some(dir) => super::cache::load_or_compile(dir, &Compiler(&engine, allocation), wasm)?,
             _ => compile_module(&engine, wasm)?,
         };
-        let checked = check_shape(&super::shape(wasm)?)?;
+        let checked = analysis.check()?;
         let exports = Exports::find(&module, &checked)?;
         let linker = link(&engine)?;
         let pre = linker.instantiate_pre(&module).map_err(link_error)?;

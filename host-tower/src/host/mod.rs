@@ -4,14 +4,11 @@
 //! lends the core the guest's memory as a [`GuestMemory`] and forwards the
 //! raw arguments. Nothing here knows which engine runs the guest.
 
-pub(crate) mod abi_check;
 pub(crate) mod body;
 mod error;
 pub(crate) mod exchange;
 mod log_line;
 mod memory;
-pub(crate) mod proposals;
-pub(crate) mod reach;
 pub(crate) mod waits;
 pub(crate) mod wasi;
 

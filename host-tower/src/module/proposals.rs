@@ -16,10 +16,12 @@
 //!   engine machinery a filter does not need, whose limits and failure modes
 //!   we would otherwise have to vouch for on two engines.
 //!
-//! A refused module is a load error that names the proposal
-//! ([`check`]); [`needed`] lists them for `http-wasm inspect`.
+//! The module's single pass (`module::Analysis::read`) validates with
+//! [`ALLOWED`]; only when that fails are the refused proposals it needs
+//! worked out ([`refusal`], which validates again once per proposal), so
+//! that the load error names them.
 
-use wasmparser::{Validator, WasmFeatures};
+use wasmparser::{BinaryReaderError, Validator, WasmFeatures};
 
 /// What a guest may use: WebAssembly 2.0.
 pub(crate) const ALLOWED: WasmFeatures = WasmFeatures::WASM2;
@@ -43,26 +45,25 @@ const REFUSED: &[(&str, WasmFeatures)] = &[
     ("component-model", WasmFeatures::COMPONENT_MODEL),
 ];
 
-/// Checks that `wasm` needs nothing beyond [`ALLOWED`]. The error names the
-/// proposals it needs, or gives the validator's message when it is not
-/// valid wasm at all.
-pub(crate) fn check(wasm: &[u8]) -> Result<(), String> {
-    let Err(e) = Validator::new_with_features(ALLOWED).validate_all(wasm) else { return Ok(()) };
+/// Why `wasm`, which failed validation with [`ALLOWED`] as `e`, is refused:
+/// the proposals it needs, or the validator's message when it is not valid
+/// wasm at all.
+pub(crate) fn refusal(wasm: &[u8], e: &BinaryReaderError) -> String {
     let needed = needed(wasm);
     if needed.is_empty() {
-        return Err(e.to_string());
+        return e.to_string();
     }
-    Err(format!(
+    format!(
         "the module uses the WebAssembly {} proposal{}, which this host does not allow (guests may use WebAssembly 2.0): {e}",
         needed.join(", "),
         if needed.len() == 1 { "" } else { "s" },
-    ))
+    )
 }
 
 /// The refused proposals `wasm` needs: those without which it does not
 /// validate when every other proposal is on. Empty when it validates with
 /// [`ALLOWED`] or is not valid at all.
-pub(crate) fn needed(wasm: &[u8]) -> Vec<&'static str> {
+fn needed(wasm: &[u8]) -> Vec<&'static str> {
     let all = REFUSED.iter().fold(ALLOWED, |f, (_, p)| f | *p);
     if Validator::new_with_features(all).validate_all(wasm).is_err() {
         return Vec::new();
@@ -77,11 +78,12 @@ pub(crate) fn needed(wasm: &[u8]) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::module::Analysis;
 
     #[test]
     fn wasm2_passes_and_later_proposals_are_named() {
         let ok = wat::parse_str("(module (memory 1) (func (result i32) (i32.extend8_s (i32.const 1))))").unwrap();
-        assert_eq!(check(&ok), Ok(()));
+        assert!(Analysis::read(&ok).is_ok());
         for (text, name) in [
             ("(module (memory 1) (memory 1))", "multi-memory"),
             ("(module (memory i64 1))", "memory64"),
@@ -90,7 +92,7 @@ mod tests {
         ] {
             let wasm = wat::parse_str(text).unwrap();
             assert_eq!(needed(&wasm), [name], "{text}");
-            let e = check(&wasm).unwrap_err();
+            let e = Analysis::read(&wasm).unwrap_err().to_string();
             assert!(e.contains(&format!("WebAssembly {name} proposal")), "{text}: {e}");
         }
     }
@@ -98,6 +100,6 @@ mod tests {
     #[test]
     fn garbage_gives_the_validator_message() {
         assert!(needed(b"\0asm\x01\0\0\0\x05\xff").is_empty());
-        assert!(check(b"\0asm\x01\0\0\0\x05\xff").is_err());
+        assert!(Analysis::read(b"\0asm\x01\0\0\0\x05\xff").unwrap_err().is_compile());
     }
 }

@@ -1,6 +1,6 @@
 //! Checks a module's imports and exports against the ABI, whatever the engine.
 
-use super::wasi;
+use crate::host::wasi;
 use http_wasm_abi::{GuestExport, HostFunction, Signature, ValType};
 use std::fmt;
 
@@ -84,10 +84,25 @@ pub(crate) struct Shape {
     pub(crate) exports: Vec<(String, Extern)>,
 }
 
-impl Shape {
-    /// Reads the imports and exports of a binary module, the same for every
-    /// engine. The module is not validated here: the engine does that.
-    pub(crate) fn read(wasm: &[u8]) -> Result<Shape, wasmparser::BinaryReaderError> {
+/// Reads a module's [`Shape`] from its payloads as the parser yields them,
+/// with what the reach walk needs besides (see `module::reach`).
+#[derive(Default)]
+pub(crate) struct ShapeReader {
+    /// Every type, as the extern a function of it is (`Other` for GC types).
+    types: Vec<Extern>,
+    /// The type index of every function, imported ones first.
+    funcs: Vec<u32>,
+    /// Per imported function, the index of its import in `shape.imports`.
+    pub(crate) func_imports: Vec<usize>,
+    /// The function `handle_response` exports, if it is exported as one.
+    pub(crate) handle_response: Option<u32>,
+    pub(crate) shape: Shape,
+}
+
+impl ShapeReader {
+    /// Reads the imports and exports of one payload. Validation is the
+    /// validator's: this only reads.
+    pub(crate) fn payload(&mut self, payload: &wasmparser::Payload<'_>) -> Result<(), wasmparser::BinaryReaderError> {
         use wasmparser::{CompositeInnerType, ExternalKind, Payload, TypeRef};
         let value = |t: &wasmparser::ValType| match t {
             wasmparser::ValType::I32 => WasmType::I32,
@@ -97,68 +112,67 @@ impl Shape {
             wasmparser::ValType::V128 => WasmType::V128,
             wasmparser::ValType::Ref(_) => WasmType::Ref,
         };
-        // Every type, as the extern a function of it is (`Other` for GC types).
-        let mut types: Vec<Extern> = Vec::new();
-        // The type index of every function, imported ones first.
-        let mut funcs: Vec<u32> = Vec::new();
-        let mut shape = Shape::default();
         let func = |types: &[Extern], index: u32| types.get(index as usize).cloned().unwrap_or(Extern::Other);
-        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-            match payload? {
-                Payload::TypeSection(reader) => {
-                    for group in reader {
-                        for sub in group?.into_types() {
-                            types.push(match &sub.composite_type.inner {
-                                CompositeInnerType::Func(f) => Extern::Func {
-                                    params: f.params().iter().map(value).collect(),
-                                    results: f.results().iter().map(value).collect(),
-                                },
-                                _ => Extern::Other,
-                            });
-                        }
-                    }
-                }
-                Payload::ImportSection(reader) => {
-                    for import in reader.into_imports() {
-                        let import = import?;
-                        let ext = match import.ty {
-                            TypeRef::Func(t) | TypeRef::FuncExact(t) => {
-                                funcs.push(t);
-                                func(&types, t)
-                            }
-                            TypeRef::Memory(_) => Extern::Memory,
-                            TypeRef::Table(_) => Extern::Table,
-                            TypeRef::Global(_) => Extern::Global,
-                            TypeRef::Tag(_) => Extern::Other,
-                        };
-                        shape.imports.push((import.module.to_string(), import.name.to_string(), ext));
-                    }
-                }
-                Payload::FunctionSection(reader) => {
-                    for t in reader {
-                        funcs.push(t?);
-                    }
-                }
-                Payload::ExportSection(reader) => {
-                    for export in reader {
-                        let export = export?;
-                        let ext = match export.kind {
-                            ExternalKind::Func | ExternalKind::FuncExact => match funcs.get(export.index as usize) {
-                                Some(&t) => func(&types, t),
-                                None => Extern::Other,
+        match payload {
+            Payload::TypeSection(reader) => {
+                for group in reader.clone() {
+                    for sub in group?.into_types() {
+                        self.types.push(match &sub.composite_type.inner {
+                            CompositeInnerType::Func(f) => Extern::Func {
+                                params: f.params().iter().map(value).collect(),
+                                results: f.results().iter().map(value).collect(),
                             },
-                            ExternalKind::Memory => Extern::Memory,
-                            ExternalKind::Table => Extern::Table,
-                            ExternalKind::Global => Extern::Global,
-                            ExternalKind::Tag => Extern::Other,
-                        };
-                        shape.exports.push((export.name.to_string(), ext));
+                            _ => Extern::Other,
+                        });
                     }
                 }
-                _ => {}
             }
+            Payload::ImportSection(reader) => {
+                for import in reader.clone().into_imports() {
+                    let import = import?;
+                    let ext = match import.ty {
+                        TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                            self.funcs.push(t);
+                            self.func_imports.push(self.shape.imports.len());
+                            func(&self.types, t)
+                        }
+                        TypeRef::Memory(_) => Extern::Memory,
+                        TypeRef::Table(_) => Extern::Table,
+                        TypeRef::Global(_) => Extern::Global,
+                        TypeRef::Tag(_) => Extern::Other,
+                    };
+                    self.shape.imports.push((import.module.to_string(), import.name.to_string(), ext));
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for t in reader.clone() {
+                    self.funcs.push(t?);
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader.clone() {
+                    let export = export?;
+                    let ext = match export.kind {
+                        ExternalKind::Func | ExternalKind::FuncExact => {
+                            if export.name == http_wasm_abi::HANDLE_RESPONSE {
+                                self.handle_response = Some(export.index);
+                            }
+                            match self.funcs.get(export.index as usize) {
+                                Some(&t) => func(&self.types, t),
+                                None => Extern::Other,
+                            }
+                        }
+                        ExternalKind::Memory => Extern::Memory,
+                        ExternalKind::Table => Extern::Table,
+                        ExternalKind::Global => Extern::Global,
+                        ExternalKind::Tag => Extern::Other,
+                    };
+                    self.shape.exports.push((export.name.to_string(), ext));
+                }
+            }
+            _ => {}
         }
-        Ok(shape)
+        Ok(())
     }
 }
 

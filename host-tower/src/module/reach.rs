@@ -2,15 +2,16 @@
 //! code: the host keeps a copy of the request's URI and headers past `next`
 //! only for a guest that may read them there.
 //!
-//! A walk of the direct-call graph from the `handle_response` export,
-//! reading the code of the functions it reaches and no other. A
-//! function that calls indirectly (`call_indirect`, `call_ref`) could call
-//! anything, so reaching one answers "unknown", as does anything the walk
-//! cannot read: the host then keeps everything.
+//! Each function's calls are read while the module's single pass validates
+//! its body ([`Calls::validate`]); then a walk of the direct-call graph from
+//! the `handle_response` export. A function that calls indirectly
+//! (`call_indirect`, `call_ref`) could call anything, so reaching one
+//! answers "unknown", as does a module without that export or a call the
+//! walk cannot follow: the host then keeps everything.
 
-use http_wasm_abi::{HostFunction, MODULE};
+use http_wasm_abi::HostFunction;
 use std::collections::HashSet;
-use wasmparser::{ExternalKind, Operator, Parser, Payload, TypeRef};
+use wasmparser::{FuncValidator, FunctionBody, Operator, OperatorsReader, ValidatorResources};
 
 /// What `handle_response` may call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,17 +34,27 @@ impl Reach {
 
 /// Per defined function: the functions it calls directly, and whether it
 /// calls indirectly.
-struct Calls {
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
     direct: Vec<u32>,
     indirect: bool,
 }
 
 impl Calls {
-    /// Reads the calls of one function body.
-    fn of(body: &wasmparser::FunctionBody<'_>) -> Option<Calls> {
-        let mut calls = Calls { direct: Vec::new(), indirect: false };
-        for op in body.get_operators_reader().ok()? {
-            match op.ok()? {
+    /// Validates one function body with `validator` and reads its calls on
+    /// the way: each operator is decoded once, for both.
+    pub(crate) fn validate(
+        validator: &mut FuncValidator<ValidatorResources>,
+        body: &FunctionBody<'_>,
+    ) -> Result<Calls, wasmparser::BinaryReaderError> {
+        let mut reader = body.get_binary_reader();
+        validator.read_locals(&mut reader)?;
+        reader.set_features(*validator.features());
+        let mut ops = OperatorsReader::new(reader);
+        let mut calls = Calls::default();
+        while !ops.eof() {
+            let (op, offset) = ops.read_with_offset()?;
+            match op {
                 Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
                     calls.direct.push(function_index)
                 }
@@ -53,44 +64,21 @@ impl Calls {
                 | Operator::ReturnCallRef { .. } => calls.indirect = true,
                 _ => {}
             }
+            validator.op(offset, &op)?;
         }
-        Some(calls)
+        ops.finish()?;
+        Ok(calls)
     }
 }
 
-/// What `handle_response` of `wasm` may call.
-pub(crate) fn from_handle_response(wasm: &[u8]) -> Reach {
-    read(wasm).unwrap_or(Reach::Unknown)
+/// What the function `start` (`handle_response`, if exported) may call,
+/// given the host function each imported function is (`None` for other
+/// imports) and the calls of each defined function, in index order.
+pub(crate) fn from(start: Option<u32>, imported: &[Option<HostFunction>], defined: &[Calls]) -> Reach {
+    walk(start, imported, defined).unwrap_or(Reach::Unknown)
 }
 
-fn read(wasm: &[u8]) -> Option<Reach> {
-    let mut imported: Vec<Option<HostFunction>> = Vec::new();
-    let mut start = None;
-    let mut bodies = Vec::new();
-    for payload in Parser::new(0).parse_all(wasm) {
-        match payload.ok()? {
-            Payload::ImportSection(reader) => {
-                for import in reader.into_imports() {
-                    let import = import.ok()?;
-                    if let TypeRef::Func(_) = import.ty {
-                        let host = (import.module == MODULE).then(|| HostFunction::from_name(import.name)).flatten();
-                        imported.push(host);
-                    }
-                }
-            }
-            Payload::ExportSection(reader) => {
-                for export in reader {
-                    let export = export.ok()?;
-                    if export.name == http_wasm_abi::HANDLE_RESPONSE && export.kind == ExternalKind::Func {
-                        start = Some(export.index);
-                    }
-                }
-            }
-            // Only located here; a body's code is read when the walk reaches it.
-            Payload::CodeSectionEntry(body) => bodies.push(body),
-            _ => {}
-        }
-    }
+fn walk(start: Option<u32>, imported: &[Option<HostFunction>], defined: &[Calls]) -> Option<Reach> {
     let imports = imported.len() as u32;
     let mut seen = HashSet::new();
     let mut todo = vec![start?];
@@ -109,7 +97,7 @@ fn read(wasm: &[u8]) -> Option<Reach> {
             }
             continue;
         }
-        let calls = Calls::of(bodies.get((f - imports) as usize)?)?;
+        let calls = defined.get((f - imports) as usize)?;
         if calls.indirect {
             return Some(Reach::Unknown);
         }
@@ -134,7 +122,7 @@ mod tests {
   {body})"#
         ))
         .unwrap();
-        from_handle_response(&wasm)
+        crate::module::Analysis::read(&wasm).unwrap().reach
     }
 
     #[test]
@@ -173,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_bytes_are_unknown() {
-        assert_eq!(from_handle_response(b"not wasm"), Reach::Unknown);
+    fn without_handle_response_it_is_unknown() {
+        assert_eq!(reach(""), Reach::Unknown);
     }
 }
