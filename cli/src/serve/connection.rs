@@ -30,6 +30,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// How long a ping may go unanswered before the connection is closed.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How much longer than the drain timeout a stopping connection may take
+/// to close before it is dropped.
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+
 /// The server's per-connection settings: HTTP/1.1's head timeout, HTTP/2's
 /// keep-alive pings.
 pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
@@ -129,7 +133,7 @@ enum Ending {
 /// Serves `conn` until it ends, it has been idle for the idle timeout, or
 /// `stopping` turns true (the server stops); then shuts it down
 /// gracefully, dropping it if that takes longer than the idle timeout
-/// (when idle) or the drain timeout (when stopping).
+/// (when idle) or the drain timeout and [`DRAIN_MARGIN`] (when stopping).
 pub async fn drive<C>(
     conn: C,
     activity: &Activity,
@@ -167,7 +171,11 @@ pub async fn drive<C>(
     conn.as_mut().graceful_shutdown();
     let grace = match ending {
         Ending::Idle => idle,
-        Ending::Shutdown => limits.drain_timeout,
+        // The server's own drain timeout decides (and logs) when it stops
+        // waiting; this one only bounds a connection that outlives it. Were
+        // they equal, both timers would fire in the same tick and the
+        // server would find every connection closed, not cut.
+        Ending::Shutdown => limits.drain_timeout + DRAIN_MARGIN,
     };
     match tokio::time::timeout(grace, conn).await {
         Ok(Err(e)) => tracing::debug!(target: "http_wasm::serve", %peer, error = %e, "connection ended"),
