@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # End-to-end load on the gateway, over loopback HTTP/1.1: `http-wasm serve`
 # with no filter, then with one no-op filter (the guest calls next) on each
-# engine, in front of a trivial upstream (`http-wasm conformance backend`, an
-# echo server), all on 127.0.0.1; and the upstream alone, for reference.
+# engine, reusing instances and with a fresh instance per request, in front
+# of a trivial upstream (`http-wasm conformance backend`, an echo server),
+# all on 127.0.0.1; the upstream alone, for reference; and nginx as a plain
+# reverse proxy in front of the same upstream (2 workers, upstream
+# keep-alive), which is what the gateway without a filter competes with.
 # Each row is one wrk run; the gateway logs at `warn` (its access log, at
 # `info`, would be measured too). Release build.
+#
+# Columns: requests per second, latency percentiles, and the proxy's CPU
+# time (user + system, from /proc, all its processes) per request served.
 #
 #   benches/gateway.sh                                   # 10 s a row, 1 wrk thread, 16 connections
 #   DURATION=30s THREADS=2 CONNECTIONS=64 benches/gateway.sh
 #
-# Needs wrk (Debian: `apt-get install -y wrk`). Everything (wrk, gateway,
+# Needs wrk, and nginx for its row (Debian: `apt-get install -y wrk
+# nginx-light`; without nginx its row is skipped). Everything (wrk, proxy,
 # upstream) shares the machine's cores: compare rows of one run, on a quiet
 # machine (`uptime`), not runs on different machines.
 set -euo pipefail
@@ -20,6 +27,7 @@ THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-16}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19381}
 GATEWAY_PORT=${GATEWAY_PORT:-19382}
+TICKS=$(getconf CLK_TCK)
 
 command -v wrk >/dev/null || { echo "gateway.sh: wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
 cargo build --release --quiet -p http-wasm-cli
@@ -49,18 +57,35 @@ wait_port() {
     exit 1
 }
 
-# load NAME URL: one wrk run, one row.
+# cpu_ticks PID: user + system clock ticks of PID and its children so far.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the command's
+        # closing parenthesis (the command may hold spaces).
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+    done
+    echo "$total"
+}
+
+# load NAME URL [PID]: one wrk run, one row; with PID, the CPU it spent.
 load() {
     curl -sf -o /dev/null "$2" || { echo "gateway.sh: $1: $2 does not answer 2xx" >&2; exit 1; }
-    local out
+    local out before=0 after=0
+    [ -n "${3:-}" ] && before=$(cpu_ticks "$3")
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$2")
+    [ -n "${3:-}" ] && after=$(cpu_ticks "$3")
     echo "$out" >"$work/$1.txt"
-    local rps p50 p99 errors
+    local rps p50 p99 errors requests cpu=-
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    if [ -n "${3:-}" ] && [ "$requests" -gt 0 ]; then
+        cpu=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+    fi
     errors=$(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr -s ' ' | paste -sd ';' - || true)
-    printf '%-24s %12s %10s %10s%s\n' "$1" "$rps" "$p50" "$p99" "${errors:+  $errors}"
+    printf '%-36s %10s %10s %10s %12s%s\n' "$1" "$rps" "$p50" "$p99" "$cpu" "${errors:+  $errors}"
 }
 
 # serve NAME [ARGS...]: the gateway with ARGS, loaded, then stopped.
@@ -72,7 +97,44 @@ serve() {
     local pid=$!
     pids+=("$pid")
     wait_port "$GATEWAY_PORT"
-    load "$name" "http://127.0.0.1:$GATEWAY_PORT/"
+    load "$name" "http://127.0.0.1:$GATEWAY_PORT/" "$pid"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+# nginx: a plain reverse proxy to the same upstream, 2 workers, keep-alive
+# to the upstream, no access log.
+nginx_row() {
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$GATEWAY_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+    local pid=$!
+    pids+=("$pid")
+    wait_port "$GATEWAY_PORT"
+    load "nginx-proxy" "http://127.0.0.1:$GATEWAY_PORT/" "$pid"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
 }
@@ -82,9 +144,11 @@ pids+=("$!")
 wait_port "$UPSTREAM_PORT"
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET /; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-24s %12s %10s %10s\n' "row" "req/s" "p50" "p99"
+printf '%-36s %10s %10s %10s %12s\n' "row" "req/s" "p50" "p99" "cpu/req(us)"
 load "upstream-alone" "http://127.0.0.1:$UPSTREAM_PORT/"
+if command -v nginx >/dev/null; then nginx_row; else echo "nginx-proxy: skipped, nginx is missing"; fi
 serve "gateway-no-filter"
 for engine in wasmtime wasmer; do
     serve "gateway-noop-$engine" --filter "$work/noop.wasm" --engine "$engine"
+    serve "gateway-noop-$engine-per-request" --filter "$work/noop.wasm" --engine "$engine" --isolation per-request
 done
