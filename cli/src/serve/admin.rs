@@ -23,7 +23,7 @@
 //!   upstream, `kind` one of `refused`, `reset`, `timeout`, `other`;
 //! - `http_wasm_connections_open`: client connections open.
 //!
-//! Histogram buckets are [`DURATION_BUCKETS`](tower_http_wasm::DURATION_BUCKETS)
+//! Histogram buckets are [`DURATION_BUCKETS`]
 //! (1 µs to 10 s). Requests record into atomics only; nothing here runs
 //! until a scrape.
 //!
