@@ -3,9 +3,11 @@
 //! Requests record into atomics only: a counter is one `fetch_add`, a
 //! [`DurationHistogram`] two, in fixed buckets. Nothing on the request path
 //! takes a lock or allocates for metrics; an exporter reads a snapshot
-//! ([`Metrics`], [`HistogramSnapshot`]) when it is scraped.
+//! ([`Metrics`], [`HistogramSnapshot`]) when it is scraped. Guest calls are
+//! timed one in [`PluginBuilder::guest_time_sampling`](crate::PluginBuilder::guest_time_sampling),
+//! picked by [`CallSampler`]: the clock is read on those calls only.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// How many bounds [`DURATION_BUCKETS`] has.
@@ -176,11 +178,16 @@ pub struct Metrics {
     pub reload_failures: u64,
     /// Instances serving a request now (taken from the pool, not yet back).
     pub instances_in_use: u64,
-    /// How long `handle_request` calls took, wall time: the guest's work
-    /// and its host calls, waits for a request body still arriving
-    /// included. Failed calls count too.
+    /// How long the timed `handle_request` calls took, wall time: the
+    /// guest's work and its host calls, waits for a request body still
+    /// arriving included. Failed calls count too. One call in
+    /// [`PluginBuilder::guest_time_sampling`](crate::PluginBuilder::guest_time_sampling)
+    /// (16 by default) is timed, picked at random, so the count is about
+    /// that fraction of the calls ([`requests`](Self::requests) counts
+    /// them all) and the buckets, sum and mean describe the calls as a
+    /// whole.
     pub handle_request_time: HistogramSnapshot,
-    /// How long `handle_response` calls took, the same way.
+    /// How long the timed `handle_response` calls took, the same way.
     pub handle_response_time: HistogramSnapshot,
 }
 
@@ -199,8 +206,8 @@ impl Metrics {
     /// histogram)`: `handle_request` and `handle_response`.
     pub fn guest_time(&self) -> [(&'static str, &'static str, &HistogramSnapshot); 2] {
         [
-            ("handle_request", "Time in the guest's handle_request.", &self.handle_request_time),
-            ("handle_response", "Time in the guest's handle_response.", &self.handle_response_time),
+            ("handle_request", "Time in the guest's handle_request (sampled calls).", &self.handle_request_time),
+            ("handle_response", "Time in the guest's handle_response (sampled calls).", &self.handle_response_time),
         ]
     }
 
@@ -238,6 +245,44 @@ impl Metrics {
             ("reload_failures", "Rejected module reloads.", Counter, self.reload_failures),
         ]
         .into_iter()
+    }
+}
+
+/// Picks the guest calls that are timed: each one with a chance of one in
+/// `one_in`, from a xorshift generator of its own (one per instance, so
+/// picking touches no shared state). Timing every call reads the clock
+/// twice per call, which costs a no-op request about a tenth of its time
+/// on a virtual machine (`docs/performance.md`).
+#[derive(Debug)]
+pub(crate) struct CallSampler {
+    state: u32,
+}
+
+impl CallSampler {
+    /// A generator seeded apart from every other one of the process.
+    pub(crate) fn new() -> CallSampler {
+        static NEXT_SEED: AtomicU32 = AtomicU32::new(0x9e37_79b9);
+        // A Weyl sequence, mixed (the finaliser of MurmurHash3), so that
+        // neighbouring instances start far apart; never zero.
+        let mut x = NEXT_SEED.fetch_add(0x9e37_79b9, Relaxed);
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x85eb_ca6b);
+        x ^= x >> 13;
+        x = x.wrapping_mul(0xc2b2_ae35);
+        x ^= x >> 16;
+        CallSampler { state: x | 1 }
+    }
+
+    /// True for about one call in `one_in` (every call when it is 1).
+    pub(crate) fn pick(&mut self, one_in: u32) -> bool {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.state = x;
+        // `x` is uniform over 1..=u32::MAX: the top part of `x * one_in`
+        // is zero for a `1 / one_in` share of them.
+        (u64::from(x) * u64::from(one_in)) >> 32 == 0
     }
 }
 
@@ -317,7 +362,7 @@ impl Counters {
         self.in_use.fetch_sub(1, Relaxed);
     }
 
-    /// A guest call of `stage` (`Request` or `Response`) took `took`.
+    /// A timed guest call of `stage` (`Request` or `Response`) took `took`.
     pub(crate) fn guest_call(&self, stage: Stage, took: Duration) {
         match stage {
             Stage::Request => self.handle_request_time.record(took),
@@ -381,5 +426,27 @@ impl Counters {
                 Stage::Response => bump(&self.response_failures),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallSampler;
+
+    #[test]
+    fn a_sampler_picks_every_call_at_one_and_about_one_in_n_otherwise() {
+        let mut every = CallSampler::new();
+        assert!((0..1000).all(|_| every.pick(1)));
+        for one_in in [2, 16, 1000] {
+            let mut sampler = CallSampler::new();
+            let draws = 64_000 * one_in;
+            let picked = (0..draws).filter(|_| sampler.pick(one_in)).count();
+            // 64,000 expected, deviation about 250.
+            assert!((62_000..=66_000).contains(&picked), "one in {one_in}: {picked} of {draws}");
+        }
+        // Two samplers do not pick the same calls.
+        let (mut a, mut b) = (CallSampler::new(), CallSampler::new());
+        let same = (0..1600).filter(|_| a.pick(16) && b.pick(16)).count();
+        assert!(same < 30, "{same}");
     }
 }

@@ -3,7 +3,7 @@
 use crate::engine::{CompiledModule, GuestInstance};
 use crate::error::{Error, Kind};
 use crate::host::{HostState, Shared};
-use crate::metrics::{Counters, Stage};
+use crate::metrics::{CallSampler, Counters, Stage};
 use crate::plugin::{Isolation, PluginBuilder};
 use http_wasm_abi::{Features, HostFunction};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,8 @@ pub(crate) struct Loaded {
     permits: Arc<Semaphore>,
     pool_wait: Duration,
     isolation: Isolation,
+    /// One guest call in this many is timed for the metrics.
+    guest_time_sampling: u32,
     idle: Mutex<Vec<Pooled>>,
     counters: Arc<Counters>,
 }
@@ -74,6 +76,7 @@ impl Loaded {
             permits: Arc::new(Semaphore::new(options.pool_size)),
             pool_wait: options.pool_wait,
             isolation: options.isolation,
+            guest_time_sampling: options.guest_time_sampling,
             idle: Mutex::new(vec![first]),
             counters,
         })
@@ -91,10 +94,12 @@ impl Loaded {
     }
 }
 
-/// A live instance and how many requests it served.
+/// A live instance, how many requests it served, and which of its calls
+/// are timed.
 struct Pooled {
     instance: Box<dyn GuestInstance>,
     served: u64,
+    sampler: CallSampler,
     counters: Arc<Counters>,
 }
 
@@ -102,7 +107,7 @@ impl Pooled {
     fn start(module: &dyn CompiledModule, shared: &Arc<Shared>, counters: &Arc<Counters>) -> Result<Pooled, Error> {
         let instance = module.instantiate(HostState::new(shared.clone()))?;
         counters.instance_started();
-        Ok(Pooled { instance, served: 0, counters: counters.clone() })
+        Ok(Pooled { instance, served: 0, sampler: CallSampler::new(), counters: counters.clone() })
     }
 }
 
@@ -153,20 +158,35 @@ impl Lease {
         Ok(Lease { instance: Some(instance), loaded, _permit: permit })
     }
 
-    /// Runs the guest's `handle_request`, its time recorded.
+    /// Runs the guest's `handle_request`, its time recorded if sampled.
     pub(crate) fn handle_request(&mut self) -> Result<i64, Error> {
-        let started = Instant::now();
+        let timed = self.start_timing();
         let result = self.instance().handle_request();
-        self.loaded.counters.guest_call(Stage::Request, started.elapsed());
+        self.finish_timing(Stage::Request, timed);
         result
     }
 
-    /// Runs the guest's `handle_response`, its time recorded.
+    /// Runs the guest's `handle_response`, its time recorded if sampled.
     pub(crate) fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        let started = Instant::now();
+        let timed = self.start_timing();
         let result = self.instance().handle_response(req_ctx, is_error);
-        self.loaded.counters.guest_call(Stage::Response, started.elapsed());
+        self.finish_timing(Stage::Response, timed);
         result
+    }
+
+    /// The start of a guest call when this one is timed
+    /// ([`PluginBuilder::guest_time_sampling`]).
+    fn start_timing(&mut self) -> Option<Instant> {
+        let one_in = self.loaded.guest_time_sampling;
+        let pooled = self.instance.as_mut()?;
+        pooled.sampler.pick(one_in).then(Instant::now)
+    }
+
+    /// Records a timed call's duration.
+    fn finish_timing(&self, stage: Stage, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.loaded.counters.guest_call(stage, started.elapsed());
+        }
     }
 
     pub(crate) fn instance(&mut self) -> &mut dyn GuestInstance {

@@ -100,7 +100,7 @@ fn with(header: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
 tower_http_wasm::per_engine! {
     #[tokio::test]
     async fn each_guest_call_is_timed_in_its_phase(engine) {
-        let plugin = load(engine, &gate());
+        let plugin = builder(engine).guest_time_sampling(1).build(gate()).unwrap();
         let m = plugin.metrics();
         assert_eq!((m.handle_request_time.count(), m.handle_response_time.count()), (0, 0), "{m:?}");
         for _ in 0..5 {
@@ -117,6 +117,25 @@ tower_http_wasm::per_engine! {
         assert_eq!(m.requests, 7);
         let names: Vec<_> = m.guest_time().iter().map(|&(phase, _, h)| (phase, h.count())).collect();
         assert_eq!(names, [("handle_request", 7), ("handle_response", 5)]);
+    }
+}
+
+tower_http_wasm::per_engine! {
+    #[tokio::test]
+    async fn by_default_about_one_guest_call_in_16_is_timed(engine) {
+        let plugin = load(engine, &gate());
+        for _ in 0..640 {
+            assert_eq!(send(&plugin, get("/")).await.status, 200);
+        }
+        let m = plugin.metrics();
+        assert_eq!(m.requests, 640);
+        // 40 of each expected (binomial, deviation 6): a sampler that picks
+        // every call, or none, fails.
+        let (request, response) = (m.handle_request_time.count(), m.handle_response_time.count());
+        assert!((10..=90).contains(&request) && (10..=90).contains(&response), "{m:?}");
+        assert!(m.handle_request_time.sum > Duration::ZERO, "{m:?}");
+        let err = builder(engine).guest_time_sampling(0).build(gate()).unwrap_err();
+        assert!(err.is_config(), "{err}");
     }
 }
 
