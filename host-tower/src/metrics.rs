@@ -249,13 +249,19 @@ impl Metrics {
 }
 
 /// Picks the guest calls that are timed: each one with a chance of one in
-/// `one_in`, from a xorshift generator of its own (one per instance, so
-/// picking touches no shared state). Timing every call reads the clock
-/// twice per call, which costs a no-op request about a tenth of its time
-/// on a virtual machine (`docs/performance.md`).
+/// `one_in`, independently of the others, as the gaps between picks are
+/// drawn from the geometric distribution (a xorshift generator of its own,
+/// one per instance, so picking touches no shared state). A call that is
+/// not picked costs a decrement; the generator runs once per pick. Timing
+/// every call reads the clock twice per call, which costs a no-op request
+/// a few percent of its time (`docs/performance.md`).
 #[derive(Debug)]
 pub(crate) struct CallSampler {
     state: u32,
+    /// Calls to pass over before the next pick.
+    skip: u32,
+    /// Whether the first gap was drawn.
+    drawn: bool,
 }
 
 impl CallSampler {
@@ -270,19 +276,42 @@ impl CallSampler {
         x ^= x >> 13;
         x = x.wrapping_mul(0xc2b2_ae35);
         x ^= x >> 16;
-        CallSampler { state: x | 1 }
+        CallSampler { state: x | 1, skip: 0, drawn: false }
     }
 
     /// True for about one call in `one_in` (every call when it is 1).
     pub(crate) fn pick(&mut self, one_in: u32) -> bool {
+        if let Some(left) = self.skip.checked_sub(1) {
+            self.skip = left;
+            return false;
+        }
+        if !self.drawn {
+            // The first call is picked like any other: a fresh instance
+            // per request is not timed on every request.
+            self.drawn = true;
+            if let Some(left) = self.gap(one_in).checked_sub(1) {
+                self.skip = left;
+                return false;
+            }
+        }
+        self.skip = self.gap(one_in);
+        true
+    }
+
+    /// How many calls to pass over: `k` or more with a chance of
+    /// `(1 - 1/one_in)^k`.
+    fn gap(&mut self, one_in: u32) -> u32 {
         let mut x = self.state;
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         self.state = x;
-        // `x` is uniform over 1..=u32::MAX: the top part of `x * one_in`
-        // is zero for a `1 / one_in` share of them.
-        (u64::from(x) * u64::from(one_in)) >> 32 == 0
+        // `x` is uniform over 1..=u32::MAX, so `u` over (0, 1).
+        let u = f64::from(x) / 4_294_967_296.0;
+        let keep = 1.0 - 1.0 / f64::from(one_in);
+        // One in 1: `keep.ln()` is minus infinity and the gap 0. The cast
+        // saturates.
+        (u.ln() / keep.ln()) as u32
     }
 }
 
@@ -448,5 +477,18 @@ mod tests {
         let (mut a, mut b) = (CallSampler::new(), CallSampler::new());
         let same = (0..1600).filter(|_| a.pick(16) && b.pick(16)).count();
         assert!(same < 30, "{same}");
+        // The first call of a fresh sampler (a fresh instance per request)
+        // is picked one time in 16 too, and so is the second.
+        let mut firsts = [0; 2];
+        for _ in 0..64_000 {
+            let mut fresh = CallSampler::new();
+            for seen in &mut firsts {
+                *seen += usize::from(fresh.pick(16));
+            }
+        }
+        for seen in firsts {
+            // 4,000 expected, deviation about 60.
+            assert!((3_700..=4_300).contains(&seen), "{firsts:?}");
+        }
     }
 }
