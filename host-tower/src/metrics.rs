@@ -252,7 +252,8 @@ impl Metrics {
 /// `one_in`, independently of the others, as the gaps between picks are
 /// drawn from the geometric distribution (a xorshift generator of its own,
 /// one per instance, so picking touches no shared state). A call that is
-/// not picked costs a decrement; the generator runs once per pick. Timing
+/// not picked costs a decrement; the generator runs once per pick. The
+/// sampler is 8 bytes: it moves with its instance on every request. Timing
 /// every call reads the clock twice per call, which costs a no-op request
 /// a few percent of its time (`docs/performance.md`).
 #[derive(Debug)]
@@ -260,13 +261,12 @@ pub(crate) struct CallSampler {
     state: u32,
     /// Calls to pass over before the next pick.
     skip: u32,
-    /// Whether the first gap was drawn.
-    drawn: bool,
 }
 
 impl CallSampler {
-    /// A generator seeded apart from every other one of the process.
-    pub(crate) fn new() -> CallSampler {
+    /// A generator seeded apart from every other one of the process, for
+    /// one call in `one_in`.
+    pub(crate) fn new(one_in: u32) -> CallSampler {
         static NEXT_SEED: AtomicU32 = AtomicU32::new(0x9e37_79b9);
         // A Weyl sequence, mixed (the finaliser of MurmurHash3), so that
         // neighbouring instances start far apart; never zero.
@@ -276,7 +276,11 @@ impl CallSampler {
         x ^= x >> 13;
         x = x.wrapping_mul(0xc2b2_ae35);
         x ^= x >> 16;
-        CallSampler { state: x | 1, skip: 0, drawn: false }
+        let mut sampler = CallSampler { state: x | 1, skip: 0 };
+        // The first call is picked like any other: a fresh instance per
+        // request is not timed on every request.
+        sampler.skip = sampler.gap(one_in);
+        sampler
     }
 
     /// True for about one call in `one_in` (every call when it is 1).
@@ -284,15 +288,6 @@ impl CallSampler {
         if let Some(left) = self.skip.checked_sub(1) {
             self.skip = left;
             return false;
-        }
-        if !self.drawn {
-            // The first call is picked like any other: a fresh instance
-            // per request is not timed on every request.
-            self.drawn = true;
-            if let Some(left) = self.gap(one_in).checked_sub(1) {
-                self.skip = left;
-                return false;
-            }
         }
         self.skip = self.gap(one_in);
         true
@@ -464,24 +459,24 @@ mod tests {
 
     #[test]
     fn a_sampler_picks_every_call_at_one_and_about_one_in_n_otherwise() {
-        let mut every = CallSampler::new();
+        let mut every = CallSampler::new(1);
         assert!((0..1000).all(|_| every.pick(1)));
         for one_in in [2, 16, 1000] {
-            let mut sampler = CallSampler::new();
+            let mut sampler = CallSampler::new(one_in);
             let draws = 64_000 * one_in;
             let picked = (0..draws).filter(|_| sampler.pick(one_in)).count();
             // 64,000 expected, deviation about 250.
             assert!((62_000..=66_000).contains(&picked), "one in {one_in}: {picked} of {draws}");
         }
         // Two samplers do not pick the same calls.
-        let (mut a, mut b) = (CallSampler::new(), CallSampler::new());
+        let (mut a, mut b) = (CallSampler::new(16), CallSampler::new(16));
         let same = (0..1600).filter(|_| a.pick(16) && b.pick(16)).count();
         assert!(same < 30, "{same}");
         // The first call of a fresh sampler (a fresh instance per request)
         // is picked one time in 16 too, and so is the second.
         let mut firsts = [0; 2];
         for _ in 0..64_000 {
-            let mut fresh = CallSampler::new();
+            let mut fresh = CallSampler::new(16);
             for seen in &mut firsts {
                 *seen += usize::from(fresh.pick(16));
             }

@@ -60,7 +60,7 @@ impl Loaded {
             options.isolation,
         )?;
         let imports = module.checked().host_imports.clone();
-        let mut first = Pooled::start(&*module, &shared, &counters)?;
+        let mut first = Pooled::start(&*module, &shared, &counters, options.guest_time_sampling)?;
         let module_features = first.instance.host().module_features;
         let reach = &analysis.reach;
         let reads_headers =
@@ -104,10 +104,15 @@ struct Pooled {
 }
 
 impl Pooled {
-    fn start(module: &dyn CompiledModule, shared: &Arc<Shared>, counters: &Arc<Counters>) -> Result<Pooled, Error> {
+    fn start(
+        module: &dyn CompiledModule,
+        shared: &Arc<Shared>,
+        counters: &Arc<Counters>,
+        guest_time_sampling: u32,
+    ) -> Result<Pooled, Error> {
         let instance = module.instantiate(HostState::new(shared.clone()))?;
         counters.instance_started();
-        Ok(Pooled { instance, served: 0, sampler: CallSampler::new(), counters: counters.clone() })
+        Ok(Pooled { instance, served: 0, sampler: CallSampler::new(guest_time_sampling), counters: counters.clone() })
     }
 }
 
@@ -152,7 +157,7 @@ impl Lease {
         let idle = loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let instance = match idle {
             Some(i) => i,
-            None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters)?,
+            None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters, loaded.guest_time_sampling)?,
         };
         loaded.counters.lease_taken();
         Ok(Lease { instance: Some(instance), loaded, _permit: permit })
