@@ -14,6 +14,8 @@
 #
 #   benches/gateway.sh                                   # 10 s a row, 1 wrk thread, 16 connections
 #   DURATION=30s THREADS=2 CONNECTIONS=64 benches/gateway.sh
+#   BIN=/tmp/http-wasm-before benches/gateway.sh         # another build of the gateway, not built here
+#   WORKERS=1 benches/gateway.sh                         # serve --workers 1 (default: serve's own default)
 #
 # Needs wrk, and nginx for its row (Debian: `apt-get install -y wrk
 # nginx-light`; without nginx its row is skipped). Everything (wrk, proxy,
@@ -30,8 +32,14 @@ GATEWAY_PORT=${GATEWAY_PORT:-19382}
 TICKS=$(getconf CLK_TCK)
 
 command -v wrk >/dev/null || { echo "gateway.sh: wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
-cargo build --release --quiet -p http-wasm-cli
-bin=$PWD/target/release/http-wasm
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    cargo build --release --quiet -p http-wasm-cli
+    bin=$PWD/target/release/http-wasm
+fi
+workers=()
+[ -n "${WORKERS:-}" ] && workers=(--workers "$WORKERS")
 
 work=$(mktemp -d)
 pids=()
@@ -92,7 +100,8 @@ load() {
 serve() {
     local name=$1
     shift
-    "$bin" --log warn serve --listen "127.0.0.1:$GATEWAY_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" "$@" \
+    "$bin" --log warn serve --listen "127.0.0.1:$GATEWAY_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+        ${workers[@]+"${workers[@]}"} "$@" \
         >"$work/$name.log" &
     local pid=$!
     pids+=("$pid")

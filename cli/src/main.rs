@@ -11,6 +11,7 @@
 //!                 [--table-limit N] [--body-limit SIZE] [--header-limit SIZE] [--body-timeout DURATION]
 //!                 [--guest-log-level LEVEL] [--features FEATURES] [--drain-timeout DURATION] [--admin ADDR]
 //!                 [--module-max-size SIZE] [--module-timeout DURATION] [--insecure-registry HOST]...
+//!                 [--workers N]
 //! http-wasm inspect FILE [--engine wasmtime|wasmer]
 //! http-wasm build-examples --out DIR
 //! http-wasm conformance backend [--listen ADDR]
@@ -77,7 +78,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `serve` runs its connections on worker threads of their own (see
+    // `serve::workers`): this thread's runtime only loads, reloads, answers
+    // the admin port and waits for signals.
+    let builder = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match builder {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -3,10 +3,11 @@
 use crate::embedded::EXAMPLES;
 use crate::module_source;
 use crate::serve::forwarded::Forwarded;
-use crate::serve::pipeline::{self, FilterSpec, Options, Pipeline};
+use crate::serve::pipeline::{self, FilterSpec, Filters, Options};
 use crate::serve::proxy::{self, Next, Upstream};
 use crate::serve::settings::{self, Settings, positive};
 use crate::serve::tls::ServerCert;
+use crate::serve::workers::{self, Workers};
 use crate::serve::{self, Gateway, dapr};
 use bytes::Bytes;
 use clap::ArgMatches;
@@ -32,6 +33,15 @@ pub struct ServeArgs {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// How many threads serve connections, each a single-threaded runtime
+    /// with its own listener on --listen (`SO_REUSEPORT`; the kernel
+    /// spreads new connections over them), its own upstream connections,
+    /// and its connections' requests never handed to another thread. The
+    /// filters, their instance pools (--pool-size is per filter, not per
+    /// worker), `/metrics` and --max-connections are shared. Default: the
+    /// number of cores available to the process.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: Option<u32>,
     /// Serve HTTPS: the certificate chain (PEM, the server's certificate
     /// first) offered to clients, with ALPN `h2` and `http/1.1`; needs
     /// --tls-key. Both files are read again on SIGHUP (a pair that fails
@@ -75,9 +85,10 @@ pub struct ServeArgs {
     rewrite_host: bool,
     /// The most idle connections kept open to the upstream over HTTP/1.1
     /// (more may be open while requests are in flight; they close when
-    /// done). Connections go to the upstream's address alone, whatever
-    /// `host` clients send; over HTTP/2 (`--upstream-http2`) every request
-    /// shares one connection. Default: 32.
+    /// done), split among the --workers (each keeps its share).
+    /// Connections go to the upstream's address alone, whatever `host`
+    /// clients send; over HTTP/2 (`--upstream-http2`) every request shares
+    /// one connection. Default: 32.
     #[arg(long, value_name = "N", default_value_t = proxy::DEFAULT_MAX_IDLE, requires = "upstream")]
     upstream_max_idle: usize,
     /// How long an HTTP/1.1 client may take to send a request head before
@@ -328,14 +339,26 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     } else {
         filters_in_order(&args, matches, &fetch)?
     };
-    let next = match &args.upstream {
-        Some(url) => Next::Upstream(Box::new(
-            Upstream::new(url, args.upstream_http2, args.upstream_max_idle, args.upstream_ca.as_deref())?
-                .timeout(args.upstream_timeout)
-                .rewrite_host(args.rewrite_host),
-        )),
-        None => Next::Echo,
-    };
+    let workers = args.workers.map_or_else(workers::default_count, |n| n as usize);
+    // Each worker its own HTTP/1.1 upstream pool (its connections are its
+    // own runtime's tasks), the idle bound split among them so that the
+    // process keeps at most --upstream-max-idle; one HTTP/2 connection for all.
+    let mut upstreams: Vec<Next> = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let Some(url) = &args.upstream else {
+            upstreams.push(Next::Echo);
+            continue;
+        };
+        let max_idle = args.upstream_max_idle / workers + usize::from(i < args.upstream_max_idle % workers);
+        let upstream = Upstream::new(url, args.upstream_http2, max_idle, args.upstream_ca.as_deref())?
+            .timeout(args.upstream_timeout)
+            .rewrite_host(args.rewrite_host);
+        let upstream = match upstreams.first() {
+            Some(Next::Upstream(first)) => upstream.sharing_http2_with(first),
+            _ => upstream,
+        };
+        upstreams.push(Next::Upstream(Box::new(upstream)));
+    }
     pipeline::unique_names(&mut filters);
     let described: Vec<String> = filters.iter().map(|f| f.name.clone()).collect();
     let settings = Settings {
@@ -359,9 +382,10 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
     };
     let tls = cert.as_ref().map(ServerCert::acceptor).transpose()?;
-    let (pipeline, loaded) = Pipeline::build(filters, next.clone(), &options)?;
-    let listener = serve::bind(args.listen).await?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let filters = Filters::load(filters, &options)?;
+    let loaded = &filters.loaded;
+    let listeners = workers::bind(args.listen, workers)?;
+    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let admin = match args.admin {
         Some(at) => {
             let listener = TcpListener::bind(at).await.map_err(|e| format!("--admin: cannot listen on {at}: {e}"))?;
@@ -369,25 +393,33 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         }
         None => None,
     };
-    let upstream = match &next {
+    let upstream = match &upstreams[0] {
         Next::Upstream(u) => u.url(),
         Next::Echo => "the built-in echo backend".to_string(),
     };
     // SIGHUP and SIGTERM are handled from here on: before "listening" is printed.
-    serve::reload::spawn(&loaded, args.watch_interval.0, fetch, cert);
+    serve::reload::spawn(loaded, args.watch_interval.0, fetch, cert);
     let stop = serve::stop_signal()?;
     let health = serve::admin::Health::default();
     let admin = admin.map(|(at, listener)| {
         serve::admin::spawn(listener, loaded.clone(), health.clone());
         at
     });
-    // Every filter is loaded and the listener is bound (connections queue
-    // until the accept loop below takes them): ready from before
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let limits = serve::Limits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections as usize,
+        drain_timeout: args.drain_timeout,
+    };
+    let gateways =
+        upstreams.into_iter().map(|next| Gateway { pipeline: filters.chain(next), forwarded: args.forwarded });
+    let workers = Workers::start(listeners.into_iter().zip(gateways).collect(), tls.clone(), limits).await?;
+    // Every filter is loaded and every worker accepts: ready from before
     // "listening" is printed until a stop signal, then not ready while the
     // open requests drain.
     health.set_ready(true);
     let mut out = std::io::stdout().lock();
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let _ = writeln!(out, "http-wasm serve: listening on {scheme}://{addr}");
     let chain = if described.is_empty() { "no filter".to_string() } else { described.join(" -> ") };
     let _ = writeln!(out, "pipeline: {chain} -> {upstream}");
@@ -406,17 +438,8 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
     }
     let _ = out.flush();
     drop(out);
-    let gateway = Gateway { pipeline, forwarded: args.forwarded };
-    let limits = serve::Limits {
-        header_timeout: args.header_timeout,
-        idle_timeout: args.idle_timeout,
-        max_connections: args.max_connections as usize,
-        drain_timeout: args.drain_timeout,
-    };
-    serve::serve(listener, tls, gateway, limits, async move {
-        stop.await;
-        health.set_ready(false);
-    })
-    .await;
+    stop.await;
+    health.set_ready(false);
+    workers.stop().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ pub mod reload;
 pub mod settings;
 pub mod tls;
 pub mod upstream_h2;
+pub mod workers;
 
 use bytes::{Buf, Bytes};
 use forwarded::Forwarded;
@@ -21,19 +22,13 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use pipeline::Pipeline;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tower_http_wasm::SourceAddr;
-use tracing::Instrument;
 
 /// The one error type of the proxy's boxed bodies: whatever failed, boxed.
 #[derive(Debug)]
@@ -72,12 +67,6 @@ pub struct Gateway {
     pub pipeline: Pipeline,
     /// `x-forwarded-for` and `forwarded`.
     pub forwarded: Forwarded,
-}
-
-/// A request id for the logs: a sequence number within the process.
-fn request_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// True when `req` has one `host` and it is a valid authority (RFC 9112
@@ -119,7 +108,10 @@ impl Gateway {
     /// the access log.
     async fn handle(self, mut req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<OutBody> {
         let started = Instant::now();
-        let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+        let version = req.version();
+        // What the access log needs, kept only when it logs.
+        let access = tracing::enabled!(target: "http_wasm::access", tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().clone()));
         let res = if valid_host(&req) {
             req.extensions_mut().insert(SourceAddr(peer));
             proxy::strip_hop_by_hop_request(req.headers_mut());
@@ -149,15 +141,17 @@ impl Gateway {
         };
         let took = started.elapsed();
         metrics::GATEWAY.request_done(took);
-        tracing::info!(
-            target: "http_wasm::access",
-            %peer,
-            %method,
-            %uri,
-            status = res.status().as_u16(),
-            micros = took.as_micros() as u64,
-            "request"
-        );
+        if let Some((method, uri)) = access {
+            tracing::info!(
+                target: "http_wasm::access",
+                %peer,
+                %method,
+                %uri,
+                status = res.status().as_u16(),
+                micros = took.as_micros() as u64,
+                "request"
+            );
+        }
         res
     }
 }
@@ -254,80 +248,6 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then stops
-/// accepting (the listener is closed) and lets open connections finish
-/// their requests for at most [`Limits::drain_timeout`]. A connection idle
-/// for [`Limits::idle_timeout`] is closed (see [`connection`]). With `tls`,
-/// every connection starts with its handshake (within
-/// [`Limits::header_timeout`]).
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    gateway: Gateway,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let builder = connection::builder(limits);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        // A free connection slot first: past the limit, clients wait in the
-        // listen backlog rather than take memory here.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(target: "http_wasm::serve", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Small writes (headers, chunks) go out at once, not after a delayed ACK.
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let activity = connection::Activity::new();
-        let tracked = activity.clone();
-        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            // In progress until its response body is sent or dropped.
-            let in_flight = tracked.start();
-            let span = tracing::info_span!("request", id = request_id());
-            let res = gateway.clone().handle(req, peer).instrument(span);
-            async move { Ok::<_, Infallible>(res.await.map(|body| in_flight.body(body))) }
-        });
-        let stopping = stopping.clone();
-        if let Some(tls) = &tls {
-            let (tls, builder) = (tls.clone(), builder.clone());
-            tokio::spawn(async move {
-                let _slot = slot;
-                let Some(stream) = tls::accept(&tls, stream, limits.header_timeout, peer).await else { return };
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                connection::drive(conn, &activity, limits, stopping, peer).await;
-            });
-            continue;
-        }
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-        tokio::spawn(async move {
-            let _slot = slot;
-            connection::drive(conn, &activity, limits, stopping, peer).await;
-        });
-    }
-    drop(listener);
-    tracing::info!(target: "http_wasm::serve", drain_timeout = ?limits.drain_timeout, "shutting down: waiting for open connections");
-    let _ = stop.send(true);
-    // Every connection holds a slot until it ends: all slots back, all ended.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
-        tracing::warn!(target: "http_wasm::serve", drain_timeout = ?limits.drain_timeout, "connections still open after the drain timeout; closing");
-    }
-}
-
 /// Resolves on the first SIGTERM or Ctrl-C (SIGINT). The handlers are
 /// installed before this returns, so a signal that arrives before the
 /// future is polled is not lost.
@@ -351,9 +271,4 @@ pub fn stop_signal() -> Result<impl Future<Output = ()> + Send + 'static, String
             let _ = tokio::signal::ctrl_c().await;
         })
     }
-}
-
-/// Binds `addr`.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))
 }

@@ -106,10 +106,21 @@ where
     BoxCloneService::new(svc.map_response(|res: Response<B>| res.map(|b| b.boxed_unsync())))
 }
 
-impl Pipeline {
-    /// Loads every filter and chains them in front of `next`; also returns
-    /// the loaded filters, in order, for reloads and metrics.
-    pub fn build(filters: Vec<FilterSpec>, next: Next, options: &Options) -> Result<(Pipeline, Vec<Loaded>), String> {
+/// The loaded filters, in order, and what the chain needs besides them:
+/// built once, then chained in front of each worker's own next handler.
+#[derive(Clone, Debug)]
+pub struct Filters {
+    /// The filters, first outermost (clones share each plugin's module,
+    /// pool and counters).
+    pub loaded: Vec<Loaded>,
+    /// How long a request body may stall on its way to the upstream: the
+    /// shortest of the filters' body timeouts (the flag's without filters).
+    body_timeout: Duration,
+}
+
+impl Filters {
+    /// Loads every filter.
+    pub fn load(filters: Vec<FilterSpec>, options: &Options) -> Result<Filters, String> {
         let mut loaded = Vec::new();
         // On the way to the upstream, a body stalls at the first filter's
         // timeout that fires: the shortest.
@@ -127,18 +138,25 @@ impl Pipeline {
             tracing::info!(target: "http_wasm::serve", filter = %f.name, source = %f.source, features = %plugin.module_features(), "filter loaded");
             loaded.push(Loaded { name: f.name, path: f.path, plugin });
         }
-        let Some(first) = loaded.first().map(|l| l.plugin.clone()) else {
-            return Ok((Pipeline::Plain(next, body_timeout), loaded));
-        };
-        let end = next.clone();
-        let mut inner: Inner =
-            boxed(tower::service_fn(move |req: Request<RequestBody>| end.clone().call(req, body_timeout)));
-        for l in loaded.iter().skip(1).rev() {
-            inner = boxed(HttpWasm::new(inner, l.plugin.clone()));
-        }
-        Ok((Pipeline::Filtered(HttpWasm::new(inner, first)), loaded))
+        Ok(Filters { loaded, body_timeout })
     }
 
+    /// The chain of these filters in front of `next`.
+    pub fn chain(&self, next: Next) -> Pipeline {
+        let body_timeout = self.body_timeout;
+        let Some(first) = self.loaded.first().map(|l| l.plugin.clone()) else {
+            return Pipeline::Plain(next, body_timeout);
+        };
+        let mut inner: Inner =
+            boxed(tower::service_fn(move |req: Request<RequestBody>| next.clone().call(req, body_timeout)));
+        for l in self.loaded.iter().skip(1).rev() {
+            inner = boxed(HttpWasm::new(inner, l.plugin.clone()));
+        }
+        Pipeline::Filtered(HttpWasm::new(inner, first))
+    }
+}
+
+impl Pipeline {
     /// Handles one request. An upstream failure becomes its short 502 or
     /// 504 response here, after every filter's `handle_response` saw it,
     /// and its detail is logged (in the request's span, with its id).

@@ -269,6 +269,21 @@ impl Upstream {
         self
     }
 
+    /// This upstream for another worker (see [`workers`](super::workers)):
+    /// its own HTTP/1.1 pool (whose idle bound it was built with), and
+    /// `first`'s HTTP/2 connection, so that every request over HTTP/2
+    /// still shares one connection whichever worker sends it (that
+    /// connection's task runs on the worker that dialled it).
+    pub fn sharing_http2_with(mut self, first: &Upstream) -> Upstream {
+        let (Transport::Http2(theirs) | Transport::Negotiated { http2: theirs, .. }) = &first.transport else {
+            return self;
+        };
+        if let Transport::Http2(mine) | Transport::Negotiated { http2: mine, .. } = &mut self.transport {
+            *mine = theirs.clone();
+        }
+        self
+    }
+
     /// The upstream's `http://authority` (or `https://`).
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)

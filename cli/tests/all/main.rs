@@ -26,3 +26,4 @@ mod soak;
 mod stalled_body;
 mod tls;
 mod upstream_pool;
+mod workers;
