@@ -2,7 +2,7 @@
 
 use crate::FailureResponse;
 use crate::body::ResponseBody;
-use crate::service::Forwarded;
+use crate::service::{Forwarded, Responding};
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -21,8 +21,9 @@ pin_project! {
     /// phase in [`call`](tower_service::Service::call), waits here for the
     /// next handler's future, then runs the response phase: no allocation
     /// of its own. Anything else (a body to collect or stream into the
-    /// guest, a wait for an instance, fail-open, a response to buffer) runs
-    /// as one boxed `async` block.
+    /// guest, a wait for an instance, fail-open, a response to buffer, a
+    /// guest call its backend did not answer at once) runs as one boxed
+    /// future.
     pub struct ResponseFuture<B, E, Fut, F> {
         #[pin]
         state: State<B, E, Fut, F>,
@@ -40,6 +41,10 @@ pin_project! {
         },
         /// The rest of the exchange as an `async` block.
         Boxed { exchange: Boxed<B, E> },
+        /// The rest of the response phase, after the next handler answered.
+        Responding { rest: Responding<B> },
+        /// `handle_response` after the next handler failed with `error`.
+        Failing { call: Pin<Box<dyn Future<Output = ()> + Send>>, error: Option<E> },
         /// Answered already (a short circuit, a failure response).
         Ready { response: Option<Response<ResponseBody<B>>> },
     }
@@ -71,30 +76,34 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let boxed = match self.as_mut().project().state.project() {
-                StateProj::Ready { response } => {
-                    return Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion")));
+        let next = match self.as_mut().project().state.project() {
+            StateProj::Ready { response } => {
+                return Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion")));
+            }
+            StateProj::Boxed { exchange } => return exchange.as_mut().poll(cx),
+            StateProj::Responding { rest } => return rest.as_mut().poll(cx).map(Ok),
+            StateProj::Failing { call, error } => {
+                ready!(call.as_mut().poll(cx));
+                return Poll::Ready(Err(error.take().expect("ResponseFuture polled after completion")));
+            }
+            StateProj::Forwarding { next, cycle } => {
+                let result = ready!(next.poll(cx));
+                let cycle = cycle.take().expect("ResponseFuture polled after completion");
+                match result {
+                    Err(error) => match cycle.next_failed() {
+                        None => return Poll::Ready(Err(error)),
+                        Some(call) => State::Failing { call: Box::pin(call), error: Some(error) },
+                    },
+                    Ok(response) => match cycle.respond_now(response) {
+                        Ok(response) => return Poll::Ready(Ok(response)),
+                        // The guest buffers the response, or its call waits: go on.
+                        Err(rest) => State::Responding { rest },
+                    },
                 }
-                StateProj::Boxed { exchange } => return exchange.as_mut().poll(cx),
-                StateProj::Forwarding { next, cycle } => {
-                    let result = ready!(next.poll(cx));
-                    let cycle = cycle.take().expect("ResponseFuture polled after completion");
-                    match result {
-                        Err(e) => {
-                            cycle.next_failed();
-                            return Poll::Ready(Err(e));
-                        }
-                        Ok(response) => match cycle.respond_now(response) {
-                            Ok(response) => return Poll::Ready(Ok(response)),
-                            // The guest buffers the response: collect it, then go on.
-                            Err(buffering) => Box::pin(async move { Ok(buffering.await) }) as Boxed<B, E>,
-                        },
-                    }
-                }
-            };
-            self.as_mut().project().state.set(State::Boxed { exchange: boxed });
-        }
+            }
+        };
+        self.as_mut().project().state.set(next);
+        self.poll(cx)
     }
 }
 

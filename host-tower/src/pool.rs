@@ -1,8 +1,8 @@
 //! One loaded module and its bounded pool of instances.
 
-use crate::engine::{CompiledModule, GuestInstance};
+use crate::engine::{Call, Called, CompiledModule, GuestCall, GuestInstance};
 use crate::error::{Error, Kind};
-use crate::host::{HostState, Shared};
+use crate::host::{Exchange, HostState, Shared};
 use crate::metrics::{CallSampler, Counters, Stage};
 use crate::plugin::{Isolation, PluginBuilder};
 use http_wasm_abi::{Features, HostFunction};
@@ -100,7 +100,16 @@ struct Pooled {
     instance: Box<dyn GuestInstance>,
     served: u64,
     sampler: CallSampler,
-    counters: Arc<Counters>,
+    _alive: Alive,
+}
+
+/// Counts an instance as alive until it is dropped.
+struct Alive(Arc<Counters>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.instance_dropped();
+    }
 }
 
 impl Pooled {
@@ -112,13 +121,12 @@ impl Pooled {
     ) -> Result<Pooled, Error> {
         let instance = module.instantiate(HostState::new(shared.clone()))?;
         counters.instance_started();
-        Ok(Pooled { instance, served: 0, sampler: CallSampler::new(guest_time_sampling), counters: counters.clone() })
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.counters.instance_dropped();
+        Ok(Pooled {
+            instance,
+            served: 0,
+            sampler: CallSampler::new(guest_time_sampling),
+            _alive: Alive(counters.clone()),
+        })
     }
 }
 
@@ -163,20 +171,17 @@ impl Lease {
         Ok(Lease { instance: Some(instance), loaded, _permit: permit })
     }
 
-    /// Runs the guest's `handle_request`, its time recorded if sampled.
-    pub(crate) fn handle_request(&mut self) -> Result<i64, Error> {
+    /// Runs `call` with `exchange` on the instance, its time recorded if
+    /// sampled: the lease comes back with the exchange and the result.
+    pub(crate) fn call(mut self, call: Call, exchange: Exchange) -> LeaseCall {
+        let stage = match call {
+            Call::Request => Stage::Request,
+            Call::Response { .. } => Stage::Response,
+        };
         let timed = self.start_timing();
-        let result = self.instance().handle_request();
-        self.finish_timing(Stage::Request, timed);
-        result
-    }
-
-    /// Runs the guest's `handle_response`, its time recorded if sampled.
-    pub(crate) fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        let timed = self.start_timing();
-        let result = self.instance().handle_response(req_ctx, is_error);
-        self.finish_timing(Stage::Response, timed);
-        result
+        let Pooled { instance, served, sampler, _alive } =
+            self.instance.take().expect("instance present until drop or discard");
+        LeaseCall { call: instance.call(call, exchange), held: Some((self, served, sampler, _alive)), stage, timed }
     }
 
     /// The start of a guest call when this one is timed
@@ -192,14 +197,6 @@ impl Lease {
         if let Some(started) = started {
             self.loaded.counters.guest_call(stage, started.elapsed());
         }
-    }
-
-    pub(crate) fn instance(&mut self) -> &mut dyn GuestInstance {
-        &mut *self.instance.as_mut().expect("instance present until drop or discard").instance
-    }
-
-    pub(crate) fn host(&mut self) -> &mut HostState {
-        self.instance().host()
     }
 
     /// Drops the instance instead of returning it (after any trap).
@@ -242,5 +239,61 @@ impl Drop for Lease {
             pooled.instance.host().exchange = None;
             self.loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).push(pooled);
         }
+    }
+}
+
+/// What a guest call on a lease ends with: the lease, the exchange and
+/// the export's result; `Err` when the backend lost the instance and the
+/// exchange (the lease is dropped, its instance gone).
+pub(crate) type LeaseOutcome = Result<(Lease, Exchange, Result<i64, Error>), Error>;
+
+/// A guest call on a lease's instance ([`Lease::call`]), ready at once when
+/// the backend ran it inline.
+pub(crate) struct LeaseCall {
+    call: GuestCall,
+    /// The lease, and what its instance comes back to.
+    held: Option<(Lease, u64, CallSampler, Alive)>,
+    stage: Stage,
+    timed: Option<Instant>,
+}
+
+impl LeaseCall {
+    /// The outcome if the guest already ran; else the call, to await.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the outcome of a call that ran inline is the common case: moved, not boxed (boxing it is the allocation this type avoids)"
+    )]
+    pub(crate) fn now(self) -> Result<LeaseOutcome, LeaseCall> {
+        let LeaseCall { call, mut held, stage, timed } = self;
+        match call.now() {
+            Ok(outcome) => Ok(Self::finish(&mut held, stage, timed, outcome)),
+            Err(call) => Err(LeaseCall { call, held, stage, timed }),
+        }
+    }
+
+    /// The lease given its instance back, the call's time recorded.
+    fn finish(
+        held: &mut Option<(Lease, u64, CallSampler, Alive)>,
+        stage: Stage,
+        timed: Option<Instant>,
+        outcome: crate::engine::CallOutcome,
+    ) -> LeaseOutcome {
+        let (mut lease, served, sampler, alive) = held.take().expect("LeaseCall polled after completion");
+        let outcome = outcome.map(|Called { instance, exchange, result }| {
+            lease.instance = Some(Pooled { instance, served, sampler, _alive: alive });
+            (exchange, result)
+        });
+        lease.finish_timing(stage, timed);
+        outcome.map(|(exchange, result)| (lease, exchange, result))
+    }
+}
+
+impl std::future::Future for LeaseCall {
+    type Output = LeaseOutcome;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<LeaseOutcome> {
+        let this = &mut *self;
+        let outcome = std::task::ready!(std::pin::Pin::new(&mut this.call).poll(cx));
+        std::task::Poll::Ready(Self::finish(&mut this.held, this.stage, this.timed, outcome))
     }
 }

@@ -2,12 +2,13 @@
 
 use crate::body::{BoxError, RequestBody, ResponseBody};
 use crate::body_timeout::{IdleTimeout, is_timed_out};
+use crate::engine::Call;
 use crate::future::ResponseFuture;
-use crate::host::body::{PREFETCH_LIMIT, blocking_reads};
+use crate::host::body::PREFETCH_LIMIT;
 use crate::host::exchange::{Framing, set_content_length};
 use crate::host::{BodyState, Exchange, HostError, Phase};
 use crate::metrics::Stage;
-use crate::pool::Lease;
+use crate::pool::{Lease, LeaseOutcome};
 use crate::{DefaultFailureResponse, Error, FailurePolicy, FailureResponse, Plugin};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -16,6 +17,7 @@ use http_body_util::BodyExt;
 use http_wasm_abi::{CtxNext, Feature};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -214,14 +216,14 @@ impl<F: FailureResponse> Run<F> {
         &self,
         mut inner: S,
         mut lease: Lease,
+        mut ex: Exchange,
         original: Option<Original>,
         error: Error,
     ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
     where
         S: Service<Request<RequestBody>, Response = Response<ResBody>>,
     {
-        let exchange = lease.host().exchange.take();
-        let (Some(original), Some(mut ex)) = (original, exchange) else {
+        let Some(original) = original else {
             return Ok(self.fail(Stage::Request, Some(&mut lease), error));
         };
         // Fail open covers the guest's own failures, not the client's body.
@@ -273,7 +275,7 @@ impl<F: FailureResponse> Run<F> {
         };
 
         // Acquire. A busy pool is not the guest's failure: 503 whatever the policy.
-        let mut lease = match Lease::acquire(loaded).await {
+        let lease = match Lease::acquire(loaded).await {
             Ok(lease) => lease,
             Err(e) if fail_open && !e.is_pool_timeout() => {
                 self.skip(Stage::Acquire, None, &e);
@@ -290,21 +292,35 @@ impl<F: FailureResponse> Run<F> {
             Ok(state) => state,
             Err(e) => return Ok(self.fail(Stage::Body, None, e)),
         };
-        let arriving = req_body.source.is_some();
-        lease.host().exchange = Some(Exchange::new(parts, req_body, features, source_addr));
-        let (mut lease, result) = match request_phase(lease, arriving).await {
-            Ok(ran) => ran,
+        let ex = Exchange::new(parts, req_body, features, source_addr);
+        let called = lease.call(Call::Request, ex).await;
+        self.after_request(inner, called, original, fail_open).await
+    }
+
+    /// The rest of the exchange once `handle_request` ran: forward and the
+    /// response phase, or the guest's own response, or the failure.
+    async fn after_request<S, ResBody>(
+        self,
+        mut inner: S,
+        called: LeaseOutcome,
+        original: Option<Original>,
+        fail_open: bool,
+    ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<RequestBody>, Response = Response<ResBody>>,
+        ResBody: Body,
+        ResBody::Error: std::fmt::Display,
+    {
+        let (mut lease, mut ex, result) = match called {
+            Ok(called) => called,
             Err(e) => return Ok(self.fail(Stage::Request, None, e)),
         };
-        let ctx = match result {
+        let ctx = match decode_ctx(result) {
             Ok(ctx) => ctx,
             Err(e) if e.is_body_too_large() => return Ok(self.fail(Stage::Request, Some(&mut lease), e)),
-            Err(e) => return self.request_failed(inner, lease, original, e).await,
+            Err(e) => return self.request_failed(inner, lease, ex, original, e).await,
         };
-        let Some(mut ex) = lease.host().exchange.take() else {
-            let e = Error::new(crate::error::Kind::Guest, "exchange lost");
-            return Ok(self.fail(Stage::Request, Some(&mut lease), e));
-        };
+        let counters = self.plugin.counters();
         if !ctx.next {
             counters.short_circuit();
             return Ok(short_circuit(ex));
@@ -319,7 +335,9 @@ impl<F: FailureResponse> Run<F> {
         match result {
             Ok(response) => Ok(cycle.respond(response, fail_open).await),
             Err(e) => {
-                cycle.next_failed();
+                if let Some(waiting) = cycle.next_failed() {
+                    waiting.await;
+                }
                 Err(e)
             }
         }
@@ -352,22 +370,32 @@ impl<F: FailureResponse> Run<F> {
         };
         let counters = self.plugin.counters();
         counters.request();
-        let mut lease = match lease {
+        let lease = match lease {
             Ok(lease) => lease,
             Err(e) => return ResponseFuture::ready(self.fail(Stage::Acquire, None, e)),
         };
 
-        // Request phase, on this thread: there is no body to wait for.
+        // Request phase: with no body to wait for, the backend usually runs
+        // it at once; else the rest of the exchange waits for it, boxed.
         let (parts, _empty) = req.into_parts();
         let source_addr = source_addr(&parts.extensions);
-        lease.host().exchange = Some(Exchange::new(parts, BodyState::default(), lease.module_features(), source_addr));
-        let ctx = match decode_ctx(lease.handle_request()) {
+        let ex = Exchange::new(parts, BodyState::default(), lease.module_features(), source_addr);
+        let called = match lease.call(Call::Request, ex).now() {
+            Ok(called) => called,
+            Err(waiting) => {
+                return ResponseFuture::boxed(Box::pin(async move {
+                    let called = waiting.await;
+                    self.after_request(inner, called, None, false).await
+                }));
+            }
+        };
+        let (mut lease, mut ex, result) = match called {
+            Ok(called) => called,
+            Err(e) => return ResponseFuture::ready(self.fail(Stage::Request, None, e)),
+        };
+        let ctx = match decode_ctx(result) {
             Ok(ctx) => ctx,
             Err(e) => return ResponseFuture::ready(self.fail(Stage::Request, Some(&mut lease), e)),
-        };
-        let Some(mut ex) = lease.host().exchange.take() else {
-            let e = Error::new(crate::error::Kind::Guest, "exchange lost");
-            return ResponseFuture::ready(self.fail(Stage::Request, Some(&mut lease), e));
         };
         if !ctx.next {
             counters.short_circuit();
@@ -388,6 +416,7 @@ impl<F: FailureResponse> Run<F> {
     fn response_failed<B>(
         &self,
         mut lease: Lease,
+        mut ex: Exchange,
         answered: Option<Answered>,
         passthrough: Option<B>,
         body_failed: bool,
@@ -396,9 +425,9 @@ impl<F: FailureResponse> Run<F> {
         let Some(answered) = answered else {
             return self.fail(Stage::Response, Some(&mut lease), error);
         };
-        let body = match (passthrough, lease.host().exchange.take()) {
-            (Some(inner), _) => ResponseBody::inner(inner, None),
-            (None, Some(mut ex)) if !body_failed && !ex.resp_body.consumed => {
+        let body = match passthrough {
+            Some(inner) => ResponseBody::inner(inner, None),
+            None if !body_failed && !ex.resp_body.consumed => {
                 ex.resp_body.written = None;
                 ResponseBody::buffered(ex.resp_body.take_chunks(), answered.trailers)
             }
@@ -475,28 +504,6 @@ where
     }
 }
 
-/// Runs `handle_request`. A body still arriving: where its reads may wait
-/// (see `host::body`), never on a runtime thread. `Err` when the guest's
-/// thread panicked (the lease is gone with it).
-async fn request_phase(mut lease: Lease, arriving: bool) -> Result<(Lease, Result<CtxNext, Error>), Error> {
-    let result = match tokio::runtime::Handle::try_current() {
-        Ok(handle) if arriving => {
-            let task = handle.spawn_blocking(move || {
-                let r = blocking_reads(|| lease.handle_request());
-                (lease, r)
-            });
-            let Ok((l, r)) = task.await else {
-                return Err(Error::new(crate::error::Kind::Guest, "handle_request panicked"));
-            };
-            lease = l;
-            r
-        }
-        Err(_) if arriving => blocking_reads(|| lease.handle_request()),
-        _ => lease.handle_request(),
-    };
-    Ok((lease, decode_ctx(result)))
-}
-
 /// What `handle_request` returned, decoded.
 fn decode_ctx(result: Result<i64, Error>) -> Result<CtxNext, Error> {
     result.and_then(|raw| {
@@ -520,12 +527,21 @@ pub(crate) struct Forwarded<F> {
 
 impl<F: FailureResponse> Forwarded<F> {
     /// The next handler failed: the guest still gets `handle_response`
-    /// (with `is_error`), and the error goes to the caller.
-    pub(crate) fn next_failed(self) {
-        let Forwarded { run, mut lease, ex, req_ctx } = self;
-        lease.host().exchange = Some(ex);
-        if let Err(err) = lease.handle_response(req_ctx, true) {
-            let _ = run.fail::<()>(Stage::Response, Some(&mut lease), err);
+    /// (with `is_error`), and the error goes to the caller; `Some` with
+    /// the call to await when it did not run at once.
+    pub(crate) fn next_failed(self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let Forwarded { run, lease, ex, req_ctx } = self;
+        let failed = move |called: LeaseOutcome| match called {
+            Ok((_, _, Ok(_))) => {}
+            Ok((mut lease, _, Err(e))) => drop(run.fail::<()>(Stage::Response, Some(&mut lease), e)),
+            Err(e) => drop(run.fail::<()>(Stage::Response, None, e)),
+        };
+        match lease.call(Call::Response { req_ctx, is_error: true }, ex).now() {
+            Ok(called) => {
+                failed(called);
+                None
+            }
+            Err(waiting) => Some(async move { failed(waiting.await) }),
         }
     }
 
@@ -539,29 +555,32 @@ impl<F: FailureResponse> Forwarded<F> {
         let (parts, body) = response.into_parts();
         let head = self.merge_head(parts, fail_open);
         let (passthrough, is_error) = take_response_body(&mut self.ex, body, self.lease.body_limit()).await;
-        self.settled(head, passthrough, is_error)
+        match self.settled(head, passthrough, is_error) {
+            Settled::Now(response) => response,
+            Settled::Waiting(later) => later.await,
+        }
     }
 
     /// [`Forwarded::respond`] without waiting, for a filter that fails
     /// closed; `Err` with the rest to await when the guest buffers the
-    /// response body.
-    pub(crate) fn respond_now<B>(
-        self,
-        response: Response<B>,
-    ) -> Result<Response<ResponseBody<B>>, impl Future<Output = Response<ResponseBody<B>>> + Send + 'static>
+    /// response body or its `handle_response` did not run at once.
+    pub(crate) fn respond_now<B>(self, response: Response<B>) -> Result<Response<ResponseBody<B>>, Responding<B>>
     where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: std::fmt::Display,
     {
         if self.ex.has(Feature::BufferResponse) {
-            return Err(self.respond(response, false));
+            return Err(Box::pin(self.respond(response, false)));
         }
         let mut cycle = self;
         let (parts, body) = response.into_parts();
         let head = cycle.merge_head(parts, false);
         let passthrough = pass_response_body(&mut cycle.ex, body);
-        Ok(cycle.settled(head, passthrough, None))
+        match cycle.settled(head, passthrough, None) {
+            Settled::Now(response) => Ok(response),
+            Settled::Waiting(later) => Err(Box::pin(later)),
+        }
     }
 
     /// Merges the next handler's head into the exchange (spec §2.1).
@@ -583,8 +602,8 @@ impl<F: FailureResponse> Forwarded<F> {
         head: MergedHead,
         passthrough: Option<B>,
         is_error: Option<String>,
-    ) -> Response<ResponseBody<B>> {
-        let Forwarded { run, mut lease, mut ex, req_ctx } = self;
+    ) -> Settled<impl Future<Output = Response<ResponseBody<B>>>, B> {
+        let Forwarded { run, lease, mut ex, req_ctx } = self;
         let answered = head.answered.map(|a| Answered { trailers: ex.resp_body.trailers.clone(), ..a });
         // Trailers the guest set before next go after the next handler's.
         if let Some(t) = head.guest_trailers {
@@ -593,20 +612,37 @@ impl<F: FailureResponse> Forwarded<F> {
                 mine.append(k.clone(), v.clone());
             }
         }
-        lease.host().exchange = Some(ex);
-        if let Err(e) = lease.handle_response(req_ctx, is_error.is_some()) {
-            return run.response_failed(lease, answered, passthrough, is_error.is_some(), e);
-        }
-        let Some(ex) = lease.host().exchange.take() else {
-            let e = Error::new(crate::error::Kind::Guest, "exchange lost");
-            return run.fail(Stage::Response, Some(&mut lease), e);
+        let call = Call::Response { req_ctx, is_error: is_error.is_some() };
+        let respond = move |called: LeaseOutcome| {
+            let (lease, ex, result) = match called {
+                Ok(called) => called,
+                Err(e) => return run.fail(Stage::Response, None, e),
+            };
+            if let Err(e) = result {
+                return run.response_failed(lease, ex, answered, passthrough, is_error.is_some(), e);
+            }
+            if let Some(why) = is_error {
+                return run.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why));
+            }
+            finish(ex, passthrough)
         };
-        if let Some(why) = is_error {
-            return run.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why));
+        match lease.call(call, ex).now() {
+            Ok(called) => Settled::Now(respond(called)),
+            Err(waiting) => Settled::Waiting(async move { respond(waiting.await) }),
         }
-        finish(ex, passthrough)
     }
 }
+
+/// The response phase's answer: at once when `handle_response` ran inline.
+#[expect(clippy::large_enum_variant, reason = "the response at once is the common case: not boxed")]
+enum Settled<L, B> {
+    Now(Response<ResponseBody<B>>),
+    Waiting(L),
+}
+
+/// The rest of a response phase that waits (a response body to buffer, a
+/// guest call that did not answer at once).
+pub(crate) type Responding<B> = Pin<Box<dyn Future<Output = Response<ResponseBody<B>>> + Send>>;
 
 /// The request for the next handler; the exchange keeps what the guest may
 /// still read of it in `handle_response` (URI and headers move otherwise).

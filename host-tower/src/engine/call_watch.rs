@@ -26,9 +26,13 @@
 //! ([`BodyWaits`]).
 
 use crate::host::waits::BodyWaits;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// How often the waiting side looks at an expired call.
 const POLL: Duration = Duration::from_millis(10);
@@ -92,44 +96,121 @@ pub(crate) enum Waited<T> {
     Abandoned,
 }
 
-/// Waits for `rx`, the answer of a call that may compute for `deadline`,
-/// not counting its waits for the body; past it, marks the call expired
-/// (see the module docs).
-pub(crate) fn wait_for<T>(
-    rx: &mpsc::Receiver<T>,
+/// Why a receive with a timeout returned nothing.
+pub(crate) enum NoAnswer {
+    /// Not yet.
+    Timeout,
+    /// The answering side is gone.
+    Gone,
+}
+
+impl From<mpsc::RecvTimeoutError> for NoAnswer {
+    fn from(e: mpsc::RecvTimeoutError) -> NoAnswer {
+        match e {
+            mpsc::RecvTimeoutError::Timeout => NoAnswer::Timeout,
+            mpsc::RecvTimeoutError::Disconnected => NoAnswer::Gone,
+        }
+    }
+}
+
+/// The time a call that started now has computed: the time since, its
+/// body waits left out.
+fn computing(waits: &BodyWaits) -> impl Fn() -> Duration + '_ {
+    let start = Instant::now();
+    let waits_at_start = waits.total();
+    move || start.elapsed().saturating_sub(waits.total().saturating_sub(waits_at_start))
+}
+
+/// Waits on this thread for the answer of a call that may compute for
+/// `deadline`, not counting its waits for the body, through `recv`, which
+/// waits for it at most the time it is given; past the deadline, marks
+/// the call expired (see the module docs).
+pub(crate) fn wait_for<T, E: Into<NoAnswer>>(
+    mut recv: impl FnMut(Duration) -> Result<T, E>,
     deadline: Duration,
     watch: &CallWatch,
     waits: &BodyWaits,
 ) -> Waited<T> {
-    match super::wasmer::spin(rx) {
-        Ok(v) => return Waited::InTime(v),
-        Err(mpsc::TryRecvError::Disconnected) => return Waited::Ended,
-        Err(mpsc::TryRecvError::Empty) => {}
-    }
-    let start = Instant::now();
-    let waits_at_start = waits.total();
-    // The time the call computed, its body waits left out.
-    let ran = || start.elapsed().saturating_sub(waits.total().saturating_sub(waits_at_start));
+    let ran = computing(waits);
     loop {
         let left = deadline.saturating_sub(ran());
         if left.is_zero() {
             break;
         }
-        match rx.recv_timeout(left) {
+        match recv(left).map_err(Into::into) {
             Ok(v) => return Waited::InTime(v),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Ended,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(NoAnswer::Gone) => return Waited::Ended,
+            Err(NoAnswer::Timeout) => {}
         }
     }
     watch.expired.store(true, Ordering::Release);
     loop {
-        match rx.recv_timeout(POLL) {
+        match recv(POLL).map_err(Into::into) {
             Ok(v) => return Waited::Stopped(v),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Ended,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(NoAnswer::Gone) => return Waited::Ended,
+            Err(NoAnswer::Timeout) => {}
         }
         if ran() > deadline + ABANDON_AFTER {
             return Waited::Abandoned;
         }
+    }
+}
+
+/// [`wait_for`] as a future, on tokio's timer: the caller's thread is free
+/// while the call runs.
+pub(crate) async fn wait_for_answer<T>(
+    mut answer: oneshot::Receiver<T>,
+    deadline: Duration,
+    watch: &CallWatch,
+    waits: &BodyWaits,
+) -> Waited<T> {
+    let ran = computing(waits);
+    loop {
+        let left = deadline.saturating_sub(ran());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, &mut answer).await {
+            Ok(Ok(v)) => return Waited::InTime(v),
+            Ok(Err(_)) => return Waited::Ended,
+            Err(_) => {}
+        }
+    }
+    watch.expired.store(true, Ordering::Release);
+    loop {
+        match tokio::time::timeout(POLL, &mut answer).await {
+            Ok(Ok(v)) => return Waited::Stopped(v),
+            Ok(Err(_)) => return Waited::Ended,
+            Err(_) => {}
+        }
+        if ran() > deadline + ABANDON_AFTER {
+            return Waited::Abandoned;
+        }
+    }
+}
+
+/// Waits for `answer` at most `timeout`, parking this thread (for a
+/// caller outside any runtime).
+pub(crate) fn park_for<T>(answer: &mut oneshot::Receiver<T>, timeout: Duration) -> Result<T, NoAnswer> {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let until = Instant::now() + timeout;
+    loop {
+        match Pin::new(&mut *answer).poll(&mut cx) {
+            Poll::Ready(Ok(v)) => return Ok(v),
+            Poll::Ready(Err(_)) => return Err(NoAnswer::Gone),
+            Poll::Pending => {}
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(NoAnswer::Timeout);
+        }
+        std::thread::park_timeout(left);
     }
 }

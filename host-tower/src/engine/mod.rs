@@ -2,8 +2,11 @@
 //! and moves bytes between guest memory and the core in [`crate::host`].
 
 use crate::error::{Error, Kind};
-use crate::host::{HostError, HostState};
+use crate::host::{Exchange, HostError, HostState};
 use crate::module::{Analysis, Checked};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 #[cfg(feature = "module-cache")]
 pub(crate) mod cache;
@@ -70,13 +73,102 @@ pub(crate) trait CompiledModule: Send + Sync {
 }
 
 /// One live instance of a guest.
+///
+/// A guest call is one operation by value: the backend takes the instance
+/// and the request's [`Exchange`], and gives both back with the result
+/// ([`GuestCall`]). Where the guest runs and how the caller waits for it
+/// are the backend's alone: inline when it can answer at once, elsewhere
+/// when a body read may have to wait (see `host::body`) or the store lives
+/// on another thread.
 pub(crate) trait GuestInstance: Send {
-    /// The host state in the instance's store.
+    /// The host state in the instance's store (outside a call: what the
+    /// module's start left, such as its features).
     fn host(&mut self) -> &mut HostState;
-    /// Calls `handle_request`.
-    fn handle_request(&mut self) -> Result<i64, Error>;
-    /// Calls `handle_response`.
-    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error>;
+    /// Runs `call` with `exchange`.
+    fn call(self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall;
+}
+
+/// Which export a guest call runs, with its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// `handle_request`.
+    Request,
+    /// `handle_response(req_ctx, is_error)`.
+    Response { req_ctx: u32, is_error: bool },
+}
+
+impl Call {
+    /// The export's name, for errors.
+    pub(crate) fn export(self) -> &'static str {
+        match self {
+            Call::Request => http_wasm_abi::HANDLE_REQUEST,
+            Call::Response { .. } => http_wasm_abi::HANDLE_RESPONSE,
+        }
+    }
+}
+
+/// A finished guest call: the instance and the exchange back, with what
+/// the export returned (`handle_request`'s raw `ctx_next`, `0` for
+/// `handle_response`) or why it failed.
+pub(crate) struct Called {
+    pub(crate) instance: Box<dyn GuestInstance>,
+    pub(crate) exchange: Exchange,
+    pub(crate) result: Result<i64, Error>,
+}
+
+/// What a guest call ends with: `Err` when the backend lost the instance
+/// and the exchange with it (a panic where the guest ran, a wasmer
+/// instance thread that ended or was given up on).
+pub(crate) type CallOutcome = Result<Called, Error>;
+
+type Waiting = Pin<Box<dyn Future<Output = CallOutcome> + Send>>;
+
+/// A guest call in progress: ready, without an allocation, when the
+/// backend ran the guest inline; a boxed future only when it must wait.
+pub(crate) struct GuestCall(CallState);
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the outcome of a call that ran inline is the common case: moved, not boxed (boxing it is the allocation this type avoids)"
+)]
+enum CallState {
+    Ready(Option<CallOutcome>),
+    Waiting(Waiting),
+}
+
+impl GuestCall {
+    /// A call that already ran.
+    pub(crate) fn ready(outcome: CallOutcome) -> GuestCall {
+        GuestCall(CallState::Ready(Some(outcome)))
+    }
+
+    /// A call that ends with `outcome`.
+    pub(crate) fn waiting(outcome: impl Future<Output = CallOutcome> + Send + 'static) -> GuestCall {
+        GuestCall(CallState::Waiting(Box::pin(outcome)))
+    }
+
+    /// The outcome if the call already ran; else the call, to await.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the outcome of a call that ran inline is the common case: moved, not boxed (boxing it is the allocation this type avoids)"
+    )]
+    pub(crate) fn now(self) -> Result<CallOutcome, GuestCall> {
+        match self.0 {
+            CallState::Ready(Some(outcome)) => Ok(outcome),
+            state => Err(GuestCall(state)),
+        }
+    }
+}
+
+impl Future for GuestCall {
+    type Output = CallOutcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallOutcome> {
+        match &mut self.0 {
+            CallState::Ready(outcome) => Poll::Ready(outcome.take().expect("GuestCall polled after completion")),
+            CallState::Waiting(waiting) => waiting.as_mut().poll(cx),
+        }
+    }
 }
 
 /// Classifies a failed guest call. `host` is the host error behind the

@@ -10,22 +10,27 @@
 //! runtime's threads. So each wasmer instance lives on a thread of its own
 //! ("instance thread"), and a guest call is a hand-off: the request's
 //! [`Exchange`](crate::host::Exchange) goes to that thread with the call,
-//! and comes back with the result. The caller waits for the result as it
-//! would wait for an inline call (a guest call is synchronous either way),
-//! so the cost is two thread hand-offs per guest call; see the README for
-//! the measured figure. This crate has no `unsafe`, so it does not pretend
-//! the store is `Send`.
+//! and comes back with the result over a `tokio::sync::oneshot`. The
+//! caller first polls for the answer for up to [`SPIN`] (a filter's call
+//! usually answers within it, and a poll costs less than a wake-up): such
+//! a call is ready at once, without an allocation. A call still running
+//! then is awaited (a boxed future, its deadline watched with tokio's
+//! timer), so no runtime thread blocks on it. The instance thread is the
+//! guest's own: a body read there may always park it. The cost is two
+//! thread hand-offs per guest call; see `docs/performance.md` for the
+//! measured figure. This crate has no `unsafe`, so it does not pretend the
+//! store is `Send`.
 
 use super::call_watch::{self, CallWatch, Waited, wait_for};
-use super::{CompiledModule, GuestInstance, call_error};
+use super::{Call, Called, CompiledModule, GuestCall, GuestInstance, call_error};
 use crate::error::{Error, Kind};
-use crate::host::body::{blocking_reads, may_block};
 use crate::host::{Exchange, GuestMemory, HostError, HostState, wasi};
 use crate::module::{Analysis, Checked};
 use http_wasm_abi::MODULE;
 use std::borrow::Cow;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use wasmer::sys::CompilerConfig;
 use wasmer::wasmparser::Operator;
 use wasmer::{
@@ -356,17 +361,18 @@ impl CompiledModule for WasmerModule {
                         return;
                     }
                 };
-                // Serve calls until the pool drops the proxy.
-                while let Some(job) = next_job(&inbox) {
+                // Serve calls until the proxy is dropped.
+                while let Some(Job { call, exchange, reply }) = next_job(&inbox) {
                     watch.reset();
-                    instance.host().exchange = job.exchange;
-                    let mut run = || match job.call {
+                    // This thread is the guest's own: its body reads may park it.
+                    instance.host().begin_call(exchange, true);
+                    let result = match call {
                         Call::Request => instance.handle_request(),
-                        Call::Response(ctx, is_error) => instance.handle_response(ctx, is_error).map(|()| 0),
+                        Call::Response { req_ctx, is_error } => instance.handle_response(req_ctx, is_error).map(|()| 0),
                     };
-                    let result = if job.may_block { blocking_reads(run) } else { run() };
-                    let exchange = instance.host().exchange.take();
-                    if job.reply.send((exchange, result)).is_err() {
+                    let exchange = instance.host().end_call();
+                    if reply.send((exchange, result)).is_err() {
+                        // The caller gave up on the call, and dropped the proxy with it.
                         return;
                     }
                 }
@@ -374,7 +380,7 @@ impl CompiledModule for WasmerModule {
             .map_err(|e| Error::new(Kind::Start, "could not start a wasmer instance thread").with_source(e))?;
         let ended = || Error::new(Kind::Start, "the wasmer instance thread ended during start");
         let past_deadline = || Error::new(Kind::Start, "the start function ran past its deadline");
-        let features = match wait_for(&ready_rx, deadline, &watch, &waits) {
+        let features = match wait_for(|left| ready_rx.recv_timeout(left), deadline, &watch, &waits) {
             Waited::InTime(features) => features?,
             Waited::Stopped(_) => return Err(past_deadline()),
             Waited::Ended => return Err(ended()),
@@ -390,19 +396,13 @@ impl CompiledModule for WasmerModule {
     }
 }
 
+type Reply = (Exchange, Result<i64, Error>);
+
 /// A call for an instance thread.
-enum Call {
-    Request,
-    Response(u32, bool),
-}
-
-type Reply = (Option<Exchange>, Result<i64, Error>);
-
 struct Job {
     call: Call,
-    exchange: Option<Exchange>,
-    may_block: bool,
-    reply: mpsc::SyncSender<Reply>,
+    exchange: Exchange,
+    reply: oneshot::Sender<Reply>,
 }
 
 /// The `Send` side of an instance that lives on its own thread.
@@ -422,9 +422,10 @@ fn abandoned(plugin: &str) {
     );
 }
 
-/// How long a waiting side polls before it sleeps: a request's second call
-/// (`handle_response`) usually comes within this, and a poll answers it
-/// without the cost of waking a sleeping thread.
+/// How long a waiting side polls before it sleeps or awaits: a call that
+/// does little (and a request's second call, `handle_response`) usually
+/// answers within this, and a poll answers it without the cost of waking
+/// a sleeping thread or task.
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Polls `rx` for up to [`SPIN`], yielding the core between polls.
@@ -433,6 +434,17 @@ pub(super) fn spin<T>(rx: &mpsc::Receiver<T>) -> Result<T, mpsc::TryRecvError> {
     loop {
         match rx.try_recv() {
             Err(mpsc::TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+}
+
+/// [`spin`] for a call's answer.
+fn spin_answer(rx: &mut oneshot::Receiver<Reply>) -> Result<Reply, oneshot::error::TryRecvError> {
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
             other => return other,
         }
     }
@@ -447,28 +459,27 @@ fn next_job(inbox: &mpsc::Receiver<Job>) -> Option<Job> {
     }
 }
 
+fn thread_lost() -> Error {
+    Error::new(Kind::Guest, "the wasmer instance thread ended")
+}
+
+fn past_deadline(call: Call) -> Error {
+    Error::new(Kind::Timeout, format!("{} ran past its deadline", call.export()))
+}
+
 impl Proxy {
-    fn call(&mut self, call: Call) -> Result<i64, Error> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job { call, exchange: self.host.exchange.take(), may_block: may_block(), reply };
-        let lost = || Error::new(Kind::Guest, "the wasmer instance thread ended");
-        self.jobs.send(job).map_err(|_| lost())?;
-        let past_deadline = || Error::new(Kind::Timeout, "the guest call ran past its deadline");
-        match wait_for(&answer, self.deadline, &self.watch, &self.host.waits) {
-            Waited::InTime((exchange, result)) => {
-                self.host.exchange = exchange;
-                result
-            }
-            Waited::Stopped((exchange, result)) => {
-                self.host.exchange = exchange;
-                result.map_err(|_| past_deadline())
-            }
-            Waited::Ended => Err(lost()),
+    /// The outcome of `call` once its wait ended as `waited`.
+    fn answered(self: Box<Self>, call: Call, waited: Waited<Reply>) -> Result<Called, Error> {
+        let (exchange, result) = match waited {
+            Waited::InTime(reply) => reply,
+            Waited::Stopped((exchange, result)) => (exchange, result.map_err(|_| past_deadline(call))),
+            Waited::Ended => return Err(thread_lost()),
             Waited::Abandoned => {
                 abandoned(&self.host.shared.name);
-                Err(past_deadline())
+                return Err(past_deadline(call));
             }
-        }
+        };
+        Ok(Called { instance: self, exchange, result })
     }
 }
 
@@ -477,12 +488,28 @@ impl GuestInstance for Proxy {
         &mut self.host
     }
 
-    fn handle_request(&mut self) -> Result<i64, Error> {
-        self.call(Call::Request)
-    }
-
-    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        self.call(Call::Response(req_ctx, is_error)).map(|_| ())
+    /// On the instance thread; ready at once when it answers within
+    /// [`SPIN`], else awaited (see the module docs).
+    fn call(self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall {
+        let (reply, mut answer) = oneshot::channel();
+        if self.jobs.send(Job { call, exchange, reply }).is_err() {
+            return GuestCall::ready(Err(thread_lost()));
+        }
+        match spin_answer(&mut answer) {
+            Ok(reply) => return GuestCall::ready(self.answered(call, Waited::InTime(reply))),
+            Err(oneshot::error::TryRecvError::Closed) => return GuestCall::ready(Err(thread_lost())),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime, hence no timer: wait on this thread, which is no runtime's.
+            let waited =
+                wait_for(|left| call_watch::park_for(&mut answer, left), self.deadline, &self.watch, &self.host.waits);
+            return GuestCall::ready(self.answered(call, waited));
+        }
+        GuestCall::waiting(async move {
+            let waited = call_watch::wait_for_answer(answer, self.deadline, &self.watch, &self.host.waits).await;
+            self.answered(call, waited)
+        })
     }
 }
 

@@ -1,8 +1,8 @@
 //! The wasmtime backend.
 
-use super::{CompiledModule, GuestInstance, call_error};
+use super::{Call, Called, CompiledModule, GuestCall, GuestInstance, call_error};
 use crate::error::{Error, Kind};
-use crate::host::{HostError, HostState, SliceMemory, wasi};
+use crate::host::{Exchange, HostError, HostState, SliceMemory, wasi};
 use crate::module::{Analysis, Checked};
 use crate::plugin::Isolation;
 use http_wasm_abi::MODULE;
@@ -500,20 +500,49 @@ fn describe(e: &wasmtime::Error) -> String {
     format!("{e:#}")
 }
 
+impl WasmtimeInstance {
+    /// Runs `call` on this thread with `exchange`; its body reads may park
+    /// the thread if `may_park`.
+    fn run(&mut self, call: Call, exchange: Exchange, may_park: bool) -> (Exchange, Result<i64, Error>) {
+        self.store.data_mut().host.begin_call(exchange, may_park);
+        CallClock::start(&mut self.store, self.deadline);
+        let result = match call {
+            Call::Request => self.handle_request.call(&mut self.store, ()),
+            Call::Response { req_ctx, is_error } => {
+                self.handle_response.call(&mut self.store, (req_ctx as i32, is_error as i32)).map(|()| 0)
+            }
+        };
+        let exchange = self.store.data_mut().host.end_call();
+        (exchange, result.map_err(|e| guest_call_error(call.export(), e)))
+    }
+
+    /// [`WasmtimeInstance::run`], giving the instance back with the outcome.
+    fn called(mut self: Box<Self>, call: Call, exchange: Exchange, may_park: bool) -> Called {
+        let (exchange, result) = self.run(call, exchange, may_park);
+        Called { instance: self, exchange, result }
+    }
+}
+
 impl GuestInstance for WasmtimeInstance {
     fn host(&mut self) -> &mut HostState {
         &mut self.store.data_mut().host
     }
 
-    fn handle_request(&mut self) -> Result<i64, Error> {
-        CallClock::start(&mut self.store, self.deadline);
-        self.handle_request.call(&mut self.store, ()).map_err(|e| guest_call_error("handle_request", e))
-    }
-
-    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
-        CallClock::start(&mut self.store, self.deadline);
-        self.handle_response
-            .call(&mut self.store, (req_ctx as i32, is_error as i32))
-            .map_err(|e| guest_call_error("handle_response", e))
+    /// Inline on the caller's thread when no body read can wait (the
+    /// common case: no allocation, no hand-off); on tokio's blocking pool
+    /// when one may, where a read parks that thread, not a runtime thread
+    /// (outside a runtime, on the caller's thread, which may then park).
+    fn call(self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall {
+        if !exchange.body_arriving() {
+            return GuestCall::ready(Ok(self.called(call, exchange, false)));
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return GuestCall::ready(Ok(self.called(call, exchange, true)));
+        };
+        let task = runtime.spawn_blocking(move || self.called(call, exchange, true));
+        GuestCall::waiting(async move {
+            // The instance and the exchange went down with a panic.
+            task.await.map_err(|_| Error::new(Kind::Guest, format!("{} panicked", call.export())))
+        })
     }
 }

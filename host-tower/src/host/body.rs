@@ -9,14 +9,23 @@
 //!   the common case (bodies that arrive with their headers, empty bodies,
 //!   bodies collected for modules that enable `buffer_request` at start, and
 //!   `buffer_response` after next) never waits.
-//! * A body still arriving makes the service run `handle_request` on
-//!   tokio's blocking pool (`spawn_blocking`). A read there parks that
-//!   thread until the next frame comes; the runtime's threads, and with
-//!   them the connection task that feeds the body (hyper drives an HTTP/1
-//!   body from the same task that polls the service), keep running. A
-//!   blocking `block_in_place` on the runtime thread would deadlock HTTP/1.
-//! * A read that would wait anywhere else fails with a guest error rather
-//!   than block a runtime thread.
+//! * A call whose exchange has a body still arriving (the request phase,
+//!   with frames not yet received) may have to wait for one, and no call
+//!   may park a runtime thread: the backend that runs it decides where
+//!   it runs instead (`engine::GuestInstance::call`) and says with the
+//!   call, in [`HostState::may_park`](super::HostState::may_park), that a
+//!   read may park the thread the guest runs on. wasmtime runs such a
+//!   call on tokio's blocking pool (`spawn_blocking`; outside a runtime,
+//!   on the caller's thread), and every other call inline on the runtime
+//!   thread; wasmer runs every call on its instance's own thread, which
+//!   may always park. A read that waits parks that thread until the next
+//!   frame comes; the runtime's threads, and with them the connection task
+//!   that feeds the body (hyper drives an HTTP/1 body from the same task
+//!   that polls the service), keep running. A blocking `block_in_place` on
+//!   the runtime thread would deadlock HTTP/1. The wait is recorded
+//!   (`host::waits`) and left out of the call's deadline.
+//! * A read that would wait in a call not allowed to park fails with a
+//!   guest error rather than block a runtime thread.
 //!
 //! # When a read reports EOF
 //!
@@ -110,7 +119,7 @@ impl BodyState {
     }
 
     /// Pulls one frame from the source. Returns false when the source is done.
-    fn pull(&mut self, keep: bool, limit: usize, waits: &BodyWaits) -> Result<bool, HostError> {
+    fn pull(&mut self, keep: bool, limit: usize, waits: Option<&BodyWaits>) -> Result<bool, HostError> {
         let Some(source) = self.source.as_mut() else { return Ok(false) };
         match next_frame(source, waits)? {
             None => {
@@ -154,7 +163,7 @@ impl BodyState {
     }
 
     /// Receives the rest of the body, keeping it.
-    pub(crate) fn drain(&mut self, limit: usize, waits: &BodyWaits) -> Result<(), HostError> {
+    pub(crate) fn drain(&mut self, limit: usize, waits: Option<&BodyWaits>) -> Result<(), HostError> {
         while self.pull(true, limit, waits)? {}
         Ok(())
     }
@@ -229,7 +238,7 @@ impl BodyState {
         limit: u32,
         keep: bool,
         buffer_limit: usize,
-        waits: &BodyWaits,
+        waits: Option<&BodyWaits>,
         mut fill: impl FnMut(u32, &[u8]) -> Result<(), HostError>,
     ) -> Result<(bool, u32), HostError> {
         while self.unread.is_empty() {
@@ -299,7 +308,10 @@ impl BodyState {
     }
 }
 
-fn next_frame(body: &mut BoxBody, waits: &BodyWaits) -> Result<Option<Result<Frame<Bytes>, BoxError>>, HostError> {
+fn next_frame(
+    body: &mut BoxBody,
+    waits: Option<&BodyWaits>,
+) -> Result<Option<Result<Frame<Bytes>, BoxError>>, HostError> {
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(frame) = std::pin::Pin::new(&mut *body).poll_frame(&mut cx) {
         return Ok(frame);
@@ -311,29 +323,14 @@ fn next_frame(body: &mut BoxBody, waits: &BodyWaits) -> Result<Option<Result<Fra
 /// body is already complete.
 pub(crate) const PREFETCH_LIMIT: usize = 64 << 10;
 
-thread_local! {
-    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with reads allowed to park this thread (on the blocking pool).
-pub(crate) fn blocking_reads<R>(f: impl FnOnce() -> R) -> R {
-    MAY_BLOCK.with(|m| m.set(true));
-    let out = f();
-    MAY_BLOCK.with(|m| m.set(false));
-    out
-}
-
-/// True inside [`blocking_reads`]: lets a backend that runs the guest on
-/// another thread carry the permission along.
-#[cfg_attr(not(feature = "wasmer"), allow(dead_code))]
-pub(crate) fn may_block() -> bool {
-    MAY_BLOCK.with(|m| m.get())
-}
-
-/// Waits for `fut` where that is allowed (see the module docs), recording
-/// the wait in `waits`.
-fn wait<F: Future>(fut: F, waits: &BodyWaits) -> Result<F::Output, HostError> {
-    if MAY_BLOCK.with(|m| m.get()) { Ok(waits.during(|| park_on(fut))) } else { Err(HostError::WouldBlock) }
+/// Waits for `fut` by parking this thread, recording the wait in `waits`;
+/// with no `waits` (the call runs where it must not park, see the module
+/// docs), fails instead.
+fn wait<F: Future>(fut: F, waits: Option<&BodyWaits>) -> Result<F::Output, HostError> {
+    match waits {
+        Some(waits) => Ok(waits.during(|| park_on(fut))),
+        None => Err(HostError::WouldBlock),
+    }
 }
 
 struct ThreadWaker(std::thread::Thread);

@@ -59,6 +59,14 @@ impl Exchange {
         self.features.has(f)
     }
 
+    /// True when a body read may have to wait for frames not yet received:
+    /// a call with this exchange must run where it may park (see
+    /// `host::body`).
+    #[cfg_attr(not(feature = "wasmtime"), allow(dead_code))]
+    pub(crate) fn body_arriving(&self) -> bool {
+        self.req_body.source.is_some() || self.resp_body.source.is_some()
+    }
+
     /// Of `features`, those that can still take effect if enabled now
     /// (spec §4.1): none after next, since the request has gone to the next
     /// handler and the response is already buffered or streaming; and not
@@ -93,7 +101,7 @@ impl Exchange {
         &mut self,
         kind: HeaderKind,
         limit: usize,
-        waits: &BodyWaits,
+        waits: Option<&BodyWaits>,
     ) -> Result<(), HostError> {
         if kind == HeaderKind::RequestTrailers && self.has(Feature::Trailers) && self.phase == Phase::Request {
             self.req_body.drain(limit, waits)?;

@@ -65,6 +65,11 @@ pub(crate) struct HostState {
     pub(crate) exchange: Option<Exchange>,
     /// This instance's waits for the client's body (left out of deadlines).
     pub(crate) waits: Arc<waits::BodyWaits>,
+    /// A body read in the call in progress may park the thread the guest
+    /// runs on to wait for the client (see `host::body`): set by the
+    /// backend for each call, true only where it runs the guest off the
+    /// runtime's threads.
+    pub(crate) may_park: bool,
 }
 
 type R<T> = Result<T, HostError>;
@@ -114,7 +119,21 @@ fn map_bytes(map: &http::HeaderMap) -> usize {
 
 impl HostState {
     pub(crate) fn new(shared: Arc<Shared>) -> HostState {
-        HostState { shared, module_features: Features::NONE, exchange: None, waits: Arc::default() }
+        HostState { shared, module_features: Features::NONE, exchange: None, waits: Arc::default(), may_park: false }
+    }
+
+    /// Puts `exchange` in place for a guest call that may park its thread
+    /// for a body read if `may_park` (the backend's decision).
+    pub(crate) fn begin_call(&mut self, exchange: Exchange, may_park: bool) {
+        self.exchange = Some(exchange);
+        self.may_park = may_park;
+    }
+
+    /// Takes the exchange back after the call [`HostState::begin_call`] began.
+    pub(crate) fn end_call(&mut self) -> Exchange {
+        self.may_park = false;
+        // Host functions only borrow the exchange: it is there until now.
+        self.exchange.take().expect("a guest call's exchange stays in its store until the call ends")
     }
 
     fn ex(&mut self, func: &'static str) -> R<&mut Exchange> {
@@ -179,7 +198,7 @@ impl HostState {
         let kind = HeaderKind::try_from(kind)?;
         let limit_b = self.shared.body_limit;
         let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("get_header_names"))?;
-        ex.receive_trailers(kind, limit_b, &self.waits)?;
+        ex.receive_trailers(kind, limit_b, self.may_park.then_some(&*self.waits))?;
         let Some(map) = ex.headers(kind) else { return Ok(0) };
         let host = (kind == HeaderKind::Request).then(|| ex.synthetic_host()).flatten();
         let mut names: Vec<&[u8]> = map.keys().map(|k| k.as_str().as_bytes()).collect();
@@ -203,7 +222,7 @@ impl HostState {
         let name = read_name(mem, name, name_len)?;
         let limit_b = self.shared.body_limit;
         let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("get_header_values"))?;
-        ex.receive_trailers(kind, limit_b, &self.waits)?;
+        ex.receive_trailers(kind, limit_b, self.may_park.then_some(&*self.waits))?;
         if kind == HeaderKind::Request
             && name == HOST
             && let Some(host) = ex.synthetic_host()
@@ -315,7 +334,8 @@ impl HostState {
         };
         // Guard the range before consuming anything from the body.
         mem.check(buf, limit)?;
-        let (eof, len) = body.read(limit, keep, body_limit, &self.waits, |at, bytes| mem.write(buf + at, bytes))?;
+        let waits = self.may_park.then_some(&*self.waits);
+        let (eof, len) = body.read(limit, keep, body_limit, waits, |at, bytes| mem.write(buf + at, bytes))?;
         Ok(EofLen { eof, len }.encode())
     }
 

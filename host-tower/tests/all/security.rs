@@ -375,3 +375,70 @@ tower_http_wasm::per_engine! {
         assert_eq!(plugin.metrics().deadline_hits, 1);
     }
 }
+
+tower_http_wasm::per_engine! {
+    // Issue 17, item 1: the backend decides where a call that may wait for
+    // the body runs (wasmtime: the blocking pool; wasmer: its instance
+    // thread, awaited). On a one-thread runtime, a guest reading a body
+    // that arrives in pieces gets all of it, and the runtime's only thread
+    // serves another request while the guest waits for the next piece.
+    #[tokio::test]
+    async fn a_body_arriving_in_pieces_reaches_the_guest_without_holding_the_runtime(engine) {
+        // Enabled in handle_request, so the host streams the body into the
+        // guest (rather than collecting it first) and keeps what it read.
+        let wasm = module(&format!(
+            r#"(func (export "handle_request") (result i64)
+    (drop (call $enable_features (i32.const 1)))
+    (loop $more
+      (br_if $more (i64.eqz (i64.shr_u (call $read_body (i32.const 0) (i32.const 0) (i32.const 100)) (i64.const 32)))))
+    (i64.const 1))
+  {NOOP_RESPONSE}"#
+        ));
+        let plugin = builder(engine).pool_size(2).build(&wasm).unwrap();
+        let (tx, sent) = upload(&plugin);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"one ")))).await.unwrap();
+        // The host took the first piece: the guest now waits for the next.
+        let permit = tx.reserve().await.unwrap();
+        let other = send_bounded(&plugin, post("/other", "meanwhile")).await;
+        assert_eq!((other.status, &other.body[..]), (200, &b"meanwhile"[..]), "[{engine}]");
+        permit.send(Ok(Frame::data(Bytes::from_static(b"two "))));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send(Ok(Frame::data(Bytes::from_static(b"three")))).await.unwrap();
+        drop(tx);
+        let got = sent.await.unwrap();
+        assert_eq!((got.status, &got.body[..]), (200, &b"one two three"[..]), "[{engine}]");
+        let m = plugin.metrics();
+        assert_eq!((m.requests, m.request_failures), (2, 0), "[{engine}] {m:?}");
+    }
+
+    // Issue 17, item 1: a guest call that does not answer at once (wasmer
+    // awaits it past its first polls) in either phase, on a request without
+    // a body: the response comes when it answers, and a trap after that
+    // wait is still the guest's failure.
+    #[tokio::test]
+    async fn guest_calls_that_take_a_while_answer_in_both_phases(engine) {
+        // A few hundred thousand iterations: well past a millisecond.
+        let work = "(local $i i32) (local.set $i (i32.const 400000))
+    (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))";
+        let guest = |end: &str| {
+            module(&format!(
+                r#"(func (export "handle_request") (result i64) {work} (i64.const 1))
+  (func (export "handle_response") (param i32 i32) {work} {end})"#
+            ))
+        };
+        let plugin = load(engine, &guest(""));
+        for _ in 0..3 {
+            let got = send_bounded(&plugin, post("/", "body")).await;
+            assert_eq!((got.status, &got.body[..]), (200, &b"body"[..]), "[{engine}]");
+            let got = send_bounded(&plugin, get("/")).await;
+            assert_eq!(got.status, 200, "[{engine}]");
+        }
+        assert_eq!(plugin.metrics().response_failures, 0, "[{engine}]");
+
+        let plugin = load(engine, &guest("unreachable"));
+        let got = send_bounded(&plugin, get("/")).await;
+        assert_eq!(got.status, 500, "[{engine}]");
+        let m = plugin.metrics();
+        assert_eq!((m.request_failures, m.response_failures), (0, 1), "[{engine}] {m:?}");
+    }
+}
