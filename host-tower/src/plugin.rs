@@ -301,10 +301,10 @@ impl PluginBuilder {
     /// Times one guest call in `one_in` for the guest-time histograms
     /// ([`Metrics::handle_request_time`], [`Metrics::handle_response_time`]),
     /// each call picked at random with that chance; 1 times every call.
-    /// Timing reads the clock twice per call, which costs a no-op request
-    /// on a virtual machine about a tenth of its time in the host
-    /// (`docs/performance.md`); one in 16 makes that cost lost in the noise
-    /// while the buckets and the mean still describe a busy filter's calls.
+    /// Timing reads the clock twice per call, which costs a no-op request a
+    /// few percent of its time in the host (`docs/performance.md`); one in
+    /// 16 makes that cost lost in the noise while the buckets and the mean
+    /// still describe a busy filter's calls.
     /// The counters ([`Metrics::requests`] and the rest) count every call
     /// whatever this says. Default: 16. At least 1.
     pub fn guest_time_sampling(mut self, one_in: u32) -> Self {

@@ -15,7 +15,8 @@
 //! Besides the plugin's counters and gauges:
 //!
 //! - `http_wasm_guest_duration_seconds{filter, phase}`: a histogram of the
-//!   time in the guest's `handle_request` and `handle_response`;
+//!   time in the guest's `handle_request` and `handle_response`, of one
+//!   call in `--guest-time-sampling` (16 by default), picked at random;
 //! - `http_wasm_instances_in_use{filter}`: instances serving a request;
 //! - `http_wasm_request_duration_seconds`: a histogram of the time from a
 //!   request's arrival to its response head, through the whole pipeline;
@@ -96,7 +97,7 @@ impl Figures {
         }
         let mut family = encoder.encode_descriptor(
             "http_wasm_guest_duration",
-            "Time in the guest's calls, per phase.",
+            "Time in the guest's calls, per phase (one call in --guest-time-sampling timed).",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;

@@ -30,7 +30,7 @@
 //! filter setting of this gateway ([`METADATA`]: `isolation`,
 //! `failurePolicy`, `poolSize`, `poolWait`, `deadline`, `memoryLimit`,
 //! `tableLimit`, `bodyLimit`, `headerLimit`, `bodyTimeout`, `logLevel`,
-//! `features`); each overrides the `serve` flag of the same meaning for its
+//! `features`, `guestTimeSampling`); each overrides the `serve` flag of the same meaning for its
 //! component. Any other field is an error naming the file and the field.
 //!
 //! Rules: a `file://` URL is relative to the working directory unless its

@@ -37,10 +37,12 @@ pub struct Settings {
     pub log_level: Option<LogLevel>,
     /// The features a guest may enable.
     pub features: Option<Features>,
+    /// One guest call in this many is timed for the metrics.
+    pub guest_time_sampling: Option<u32>,
 }
 
 /// The Dapr metadata fields of [`Settings`], each with its `serve` flag.
-pub const METADATA: [(&str, &str); 12] = [
+pub const METADATA: [(&str, &str); 13] = [
     ("isolation", "--isolation"),
     ("failurePolicy", "--failure-policy"),
     ("poolSize", "--pool-size"),
@@ -53,6 +55,7 @@ pub const METADATA: [(&str, &str); 12] = [
     ("bodyTimeout", "--body-timeout"),
     ("logLevel", "--guest-log-level"),
     ("features", "--features"),
+    ("guestTimeSampling", "--guest-time-sampling"),
 ];
 
 /// A duration ([`TimeSpan`]) of at least 1 ms.
@@ -77,6 +80,11 @@ pub fn count(text: &str) -> Result<usize, String> {
         Ok(n) if n >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(format!("{text:?}: expected a whole number, at least 1")),
     }
+}
+
+/// A whole number of at least 1 that fits a `u32` (one call in how many).
+pub fn one_in(text: &str) -> Result<u32, String> {
+    count(text).and_then(|n| u32::try_from(n).map_err(|_| format!("{text:?}: at most {}", u32::MAX)))
 }
 
 /// A whole number (table elements).
@@ -124,6 +132,7 @@ impl Settings {
             "bodyTimeout" => self.body_timeout = Some(positive(text)?),
             "logLevel" => self.log_level = Some(log_level(text)?),
             "features" => self.features = Some(features(text)?),
+            "guestTimeSampling" => self.guest_time_sampling = Some(one_in(text)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -144,6 +153,7 @@ impl Settings {
             body_timeout: self.body_timeout.or(base.body_timeout),
             log_level: self.log_level.or(base.log_level),
             features: self.features.or(base.features),
+            guest_time_sampling: self.guest_time_sampling.or(base.guest_time_sampling),
         }
     }
 
@@ -185,6 +195,9 @@ impl Settings {
         if let Some(v) = self.features {
             b = b.features(v);
         }
+        if let Some(v) = self.guest_time_sampling {
+            b = b.guest_time_sampling(v);
+        }
         b
     }
 }
@@ -208,6 +221,7 @@ mod tests {
             ("bodyTimeout", "5s"),
             ("logLevel", "warn"),
             ("features", "buffer_request|trailers"),
+            ("guestTimeSampling", "1"),
         ];
         assert_eq!(values.map(|(f, _)| f), METADATA.map(|(f, _)| f));
         let mut s = Settings::default();
@@ -227,6 +241,7 @@ mod tests {
             body_timeout: Some(Duration::from_secs(5)),
             log_level: Some(LogLevel::Warn),
             features: Some(Features::BUFFER_REQUEST | Features::TRAILERS),
+            guest_time_sampling: Some(1),
         };
         assert_eq!(s, want);
         assert_eq!(s.set("url", "file://x"), Ok(false));
@@ -245,6 +260,8 @@ mod tests {
             ("logLevel", "loud", "expected debug"),
             ("features", "gzip", "unknown feature \"gzip\""),
             ("isolation", "shared", "expected reuse"),
+            ("guestTimeSampling", "0", "at least 1"),
+            ("guestTimeSampling", "4294967296", "at most 4294967295"),
         ] {
             let e = s.set(field, text).unwrap_err();
             assert!(e.contains(says) && e.contains(text), "{field} {text}: {e}");

@@ -256,7 +256,18 @@ tower_http_wasm::per_engine! {
         let gw = Server::gateway(
             &dir,
             up,
-            &["--engine", engine.name(), "--filter", "first.wasm", "--filter", "second.wasm", "--admin", "127.0.0.1:0"],
+            &[
+                "--engine",
+                engine.name(),
+                "--filter",
+                "first.wasm",
+                "--filter",
+                "second.wasm",
+                "--admin",
+                "127.0.0.1:0",
+                "--guest-time-sampling",
+                "1",
+            ],
         );
         let admin = gw.admin();
         let text = scrape(admin).await;
