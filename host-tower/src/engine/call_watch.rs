@@ -26,13 +26,11 @@
 //! ([`BodyWaits`]).
 
 use crate::host::waits::BodyWaits;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How often the waiting side looks at an expired call.
 const POLL: Duration = Duration::from_millis(10);
@@ -159,7 +157,7 @@ pub(crate) fn wait_for<T, E: Into<NoAnswer>>(
 /// [`wait_for`] as a future, on tokio's timer: the caller's thread is free
 /// while the call runs.
 pub(crate) async fn wait_for_answer<T>(
-    mut answer: oneshot::Receiver<T>,
+    answer: &mut UnboundedReceiver<T>,
     deadline: Duration,
     watch: &CallWatch,
     waits: &BodyWaits,
@@ -170,17 +168,17 @@ pub(crate) async fn wait_for_answer<T>(
         if left.is_zero() {
             break;
         }
-        match tokio::time::timeout(left, &mut answer).await {
-            Ok(Ok(v)) => return Waited::InTime(v),
-            Ok(Err(_)) => return Waited::Ended,
+        match tokio::time::timeout(left, answer.recv()).await {
+            Ok(Some(v)) => return Waited::InTime(v),
+            Ok(None) => return Waited::Ended,
             Err(_) => {}
         }
     }
     watch.expired.store(true, Ordering::Release);
     loop {
-        match tokio::time::timeout(POLL, &mut answer).await {
-            Ok(Ok(v)) => return Waited::Stopped(v),
-            Ok(Err(_)) => return Waited::Ended,
+        match tokio::time::timeout(POLL, answer.recv()).await {
+            Ok(Some(v)) => return Waited::Stopped(v),
+            Ok(None) => return Waited::Ended,
             Err(_) => {}
         }
         if ran() > deadline + ABANDON_AFTER {
@@ -191,7 +189,7 @@ pub(crate) async fn wait_for_answer<T>(
 
 /// Waits for `answer` at most `timeout`, parking this thread (for a
 /// caller outside any runtime).
-pub(crate) fn park_for<T>(answer: &mut oneshot::Receiver<T>, timeout: Duration) -> Result<T, NoAnswer> {
+pub(crate) fn park_for<T>(answer: &mut UnboundedReceiver<T>, timeout: Duration) -> Result<T, NoAnswer> {
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -202,9 +200,9 @@ pub(crate) fn park_for<T>(answer: &mut oneshot::Receiver<T>, timeout: Duration) 
     let mut cx = Context::from_waker(&waker);
     let until = Instant::now() + timeout;
     loop {
-        match Pin::new(&mut *answer).poll(&mut cx) {
-            Poll::Ready(Ok(v)) => return Ok(v),
-            Poll::Ready(Err(_)) => return Err(NoAnswer::Gone),
+        match answer.poll_recv(&mut cx) {
+            Poll::Ready(Some(v)) => return Ok(v),
+            Poll::Ready(None) => return Err(NoAnswer::Gone),
             Poll::Pending => {}
         }
         let left = until.saturating_duration_since(Instant::now());

@@ -10,8 +10,8 @@
 //! runtime's threads. So each wasmer instance lives on a thread of its own
 //! ("instance thread"), and a guest call is a hand-off: the request's
 //! [`Exchange`](crate::host::Exchange) goes to that thread with the call,
-//! and comes back with the result over a `tokio::sync::oneshot`. The
-//! caller first polls for the answer for up to [`SPIN`] (a filter's call
+//! and comes back with the result over the instance's answer channel (one
+//! per instance, so a call allocates nothing). The caller first polls for the answer for up to [`SPIN`] (a filter's call
 //! usually answers within it, and a poll costs less than a wake-up): such
 //! a call is ready at once, without an allocation. A call still running
 //! then is awaited (a boxed future, its deadline watched with tokio's
@@ -30,7 +30,7 @@ use http_wasm_abi::MODULE;
 use std::borrow::Cow;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc as channel;
 use wasmer::sys::CompilerConfig;
 use wasmer::wasmparser::Operator;
 use wasmer::{
@@ -338,7 +338,8 @@ impl CompiledModule for WasmerModule {
     }
 
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
-        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (jobs, mut inbox) = channel::unbounded_channel::<Job>();
+        let (answer, answers) = channel::unbounded_channel::<Reply>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let deadline = host.shared.deadline;
         let shared = host.shared.clone();
@@ -362,7 +363,7 @@ impl CompiledModule for WasmerModule {
                     }
                 };
                 // Serve calls until the proxy is dropped.
-                while let Some(Job { call, exchange, reply }) = next_job(&inbox) {
+                while let Some(Job { call, exchange }) = next_job(&mut inbox) {
                     watch.reset();
                     // This thread is the guest's own: its body reads may park it.
                     instance.host().begin_call(exchange, true);
@@ -371,7 +372,7 @@ impl CompiledModule for WasmerModule {
                         Call::Response { req_ctx, is_error } => instance.handle_response(req_ctx, is_error).map(|()| 0),
                     };
                     let exchange = instance.host().end_call();
-                    if reply.send((exchange, result)).is_err() {
+                    if answer.send((exchange, result)).is_err() {
                         // The caller gave up on the call, and dropped the proxy with it.
                         return;
                     }
@@ -392,7 +393,7 @@ impl CompiledModule for WasmerModule {
         let mut host = HostState::new(shared);
         host.module_features = features;
         host.waits = waits;
-        Ok(Box::new(Proxy { host, jobs, watch, deadline }))
+        Ok(Box::new(Proxy { host, jobs, answers, watch, deadline }))
     }
 }
 
@@ -402,13 +403,16 @@ type Reply = (Exchange, Result<i64, Error>);
 struct Job {
     call: Call,
     exchange: Exchange,
-    reply: oneshot::Sender<Reply>,
 }
 
 /// The `Send` side of an instance that lives on its own thread.
 struct Proxy {
     host: HostState,
-    jobs: mpsc::Sender<Job>,
+    jobs: channel::UnboundedSender<Job>,
+    /// The answers to the calls sent on `jobs`, one at a time. A caller that
+    /// gives up on a call drops the proxy with it (the call owns it), so an
+    /// answer here is always the current call's.
+    answers: channel::UnboundedReceiver<Reply>,
     watch: Arc<CallWatch>,
     deadline: Duration,
 }
@@ -429,33 +433,22 @@ fn abandoned(plugin: &str) {
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Polls `rx` for up to [`SPIN`], yielding the core between polls.
-pub(super) fn spin<T>(rx: &mpsc::Receiver<T>) -> Result<T, mpsc::TryRecvError> {
+fn spin<T>(rx: &mut channel::UnboundedReceiver<T>) -> Result<T, channel::error::TryRecvError> {
     let start = std::time::Instant::now();
     loop {
         match rx.try_recv() {
-            Err(mpsc::TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
-            other => return other,
-        }
-    }
-}
-
-/// [`spin`] for a call's answer.
-fn spin_answer(rx: &mut oneshot::Receiver<Reply>) -> Result<Reply, oneshot::error::TryRecvError> {
-    let start = std::time::Instant::now();
-    loop {
-        match rx.try_recv() {
-            Err(oneshot::error::TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
+            Err(channel::error::TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
             other => return other,
         }
     }
 }
 
 /// The next job for an instance thread; `None` when the proxy is gone.
-fn next_job(inbox: &mpsc::Receiver<Job>) -> Option<Job> {
+fn next_job(inbox: &mut channel::UnboundedReceiver<Job>) -> Option<Job> {
     match spin(inbox) {
         Ok(job) => Some(job),
-        Err(mpsc::TryRecvError::Disconnected) => None,
-        Err(mpsc::TryRecvError::Empty) => inbox.recv().ok(),
+        Err(channel::error::TryRecvError::Disconnected) => None,
+        Err(channel::error::TryRecvError::Empty) => inbox.blocking_recv(),
     }
 }
 
@@ -490,24 +483,24 @@ impl GuestInstance for Proxy {
 
     /// On the instance thread; ready at once when it answers within
     /// [`SPIN`], else awaited (see the module docs).
-    fn call(self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall {
-        let (reply, mut answer) = oneshot::channel();
-        if self.jobs.send(Job { call, exchange, reply }).is_err() {
+    fn call(mut self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall {
+        if self.jobs.send(Job { call, exchange }).is_err() {
             return GuestCall::ready(Err(thread_lost()));
         }
-        match spin_answer(&mut answer) {
+        match spin(&mut self.answers) {
             Ok(reply) => return GuestCall::ready(self.answered(call, Waited::InTime(reply))),
-            Err(oneshot::error::TryRecvError::Closed) => return GuestCall::ready(Err(thread_lost())),
-            Err(oneshot::error::TryRecvError::Empty) => {}
+            Err(channel::error::TryRecvError::Disconnected) => return GuestCall::ready(Err(thread_lost())),
+            Err(channel::error::TryRecvError::Empty) => {}
         }
         if tokio::runtime::Handle::try_current().is_err() {
             // No runtime, hence no timer: wait on this thread, which is no runtime's.
-            let waited =
-                wait_for(|left| call_watch::park_for(&mut answer, left), self.deadline, &self.watch, &self.host.waits);
+            let Proxy { answers, deadline, watch, host, .. } = &mut *self;
+            let waited = wait_for(|left| call_watch::park_for(answers, left), *deadline, watch, &host.waits);
             return GuestCall::ready(self.answered(call, waited));
         }
         GuestCall::waiting(async move {
-            let waited = call_watch::wait_for_answer(answer, self.deadline, &self.watch, &self.host.waits).await;
+            let Proxy { answers, deadline, watch, host, .. } = &mut *self;
+            let waited = call_watch::wait_for_answer(answers, *deadline, watch, &host.waits).await;
             self.answered(call, waited)
         })
     }
