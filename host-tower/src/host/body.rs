@@ -5,16 +5,16 @@
 //! * Frames already received are returned at once. Before `handle_request`
 //!   the service pulls every frame that is already there (a poll with a
 //!   no-op waker, up to [`PREFETCH_LIMIT`] bytes); a body that ends within
-//!   them is complete, and the guest runs inline on the runtime thread:
-//!   the common case (bodies that arrive with their headers, empty bodies,
+//!   them is complete, and the call needs no thread that may wait (on
+//!   wasmtime it runs inline on the runtime thread): the common case (bodies that arrive with their headers, empty bodies,
 //!   bodies collected for modules that enable `buffer_request` at start, and
 //!   `buffer_response` after next) never waits.
 //! * A call whose exchange has a body still arriving (the request phase,
 //!   with frames not yet received) may have to wait for one, and no call
 //!   may park a runtime thread: the backend that runs it decides where
 //!   it runs instead (`engine::GuestInstance::call`) and says with the
-//!   call, in [`HostState::may_park`](super::HostState::may_park), that a
-//!   read may park the thread the guest runs on. wasmtime runs such a
+//!   call, in `HostState::may_park`, that a read may park the thread the
+//!   guest runs on. wasmtime runs such a
 //!   call on tokio's blocking pool (`spawn_blocking`; outside a runtime,
 //!   on the caller's thread), and every other call inline on the runtime
 //!   thread; wasmer runs every call on its instance's own thread, which
