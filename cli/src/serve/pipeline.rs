@@ -9,6 +9,7 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
@@ -82,8 +83,9 @@ type Inner = BoxCloneService<Request<RequestBody>, Response<OutBody>, ProxyError
 /// The loaded chain, ready to serve requests of any body type.
 #[derive(Clone)]
 pub enum Pipeline {
-    /// No filter: straight to the next handler, with the body timeout.
-    Plain(Next, Duration),
+    /// No filter: straight to the next handler (shared by the clones: one
+    /// per request), with the body timeout.
+    Plain(Arc<Next>, Duration),
     /// The outermost filter around the rest.
     Filtered(HttpWasm<Inner>),
 }
@@ -145,10 +147,13 @@ impl Filters {
     pub fn chain(&self, next: Next) -> Pipeline {
         let body_timeout = self.body_timeout;
         let Some(first) = self.loaded.first().map(|l| l.plugin.clone()) else {
-            return Pipeline::Plain(next, body_timeout);
+            return Pipeline::Plain(Arc::new(next), body_timeout);
         };
-        let mut inner: Inner =
-            boxed(tower::service_fn(move |req: Request<RequestBody>| next.clone().call(req, body_timeout)));
+        let next = Arc::new(next);
+        let mut inner: Inner = boxed(tower::service_fn(move |req: Request<RequestBody>| {
+            let next = next.clone();
+            async move { next.call(req, body_timeout).await }
+        }));
         for l in self.loaded.iter().skip(1).rev() {
             inner = boxed(HttpWasm::new(inner, l.plugin.clone()));
         }

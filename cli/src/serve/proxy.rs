@@ -478,7 +478,7 @@ impl Next {
     /// and fails with a [`ProxyError`] when the upstream gives no response.
     /// A request body that sends nothing for `body_timeout` fails the
     /// exchange (408).
-    pub async fn call<B>(self, req: Request<B>, body_timeout: Duration) -> Result<Response<OutBody>, ProxyError>
+    pub async fn call<B>(&self, req: Request<B>, body_timeout: Duration) -> Result<Response<OutBody>, ProxyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

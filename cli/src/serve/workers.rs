@@ -201,10 +201,14 @@ async fn accept(
         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             // In progress until its response body is sent or dropped.
             let in_flight = tracked.start();
-            let res = gateway.clone().handle(req, peer);
-            // The id is only taken when the span is enabled (`info`).
-            let res = res.instrument(tracing::info_span!(target: "http_wasm::serve", "request", id = request_id()));
-            async move { Ok::<_, Infallible>(res.await.map(|body| in_flight.body(body))) }
+            let gateway = gateway.clone();
+            let res = async move { gateway.handle(req, peer).await.map(|body| in_flight.body(body)) };
+            // The id is only taken when the span is enabled (`info`). The
+            // request's future is large: boxed once here, it is not copied
+            // again on its way into the connection's task.
+            let span = tracing::info_span!(target: "http_wasm::serve", "request", id = request_id());
+            let res = Box::pin(res.instrument(span));
+            async move { Ok::<_, Infallible>(res.await) }
         });
         let stopping = stopping.clone();
         if let Some(tls) = &tls {
