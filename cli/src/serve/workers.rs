@@ -5,9 +5,13 @@
 //!
 //! With more than one worker every listener is bound to the same address
 //! with `SO_REUSEPORT` (Linux spreads new connections over them by a hash
-//! of the addresses); with one, the listener is bound as any other. Each
-//! worker has its own upstream client (its own connection pool), its own
-//! connection tasks and timers. What the workers share: the filters (each
+//! of the addresses); with one, the listener is bound as any other. (So
+//! with several, another process of the same user that also sets
+//! `SO_REUSEPORT`, a second gateway started by mistake, can bind the same
+//! address and take a share of the connections instead of failing.) Each
+//! worker has its own upstream HTTP/1.1 pool (its share of
+//! `--upstream-max-idle`; over HTTP/2 one connection serves all workers),
+//! its own connection tasks and timers. What the workers share: the filters (each
 //! filter's plugin, its module, instance pool and counters, so
 //! `--pool-size`, reloads and `/metrics` mean what they mean with one
 //! worker), the gateway's metrics, the `--max-connections` slots and the
