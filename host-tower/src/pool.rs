@@ -1,12 +1,15 @@
 //! One loaded module and its bounded pool of instances.
 
-use crate::engine::{Call, Called, CompiledModule, GuestCall, GuestInstance};
+use crate::engine::{Call, CallOutcome, Called, CompiledModule, GuestCall, GuestInstance};
 use crate::error::{Error, Kind};
-use crate::host::{Exchange, HostState, Shared};
+use crate::host::{BodyState, Exchange, HostState, Shared};
 use crate::metrics::{CallSampler, Counters, Stage};
 use crate::plugin::{Isolation, PluginBuilder};
 use http_wasm_abi::{Features, HostFunction};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -28,7 +31,7 @@ pub(crate) struct Loaded {
     isolation: Isolation,
     /// One guest call in this many is timed for the metrics.
     guest_time_sampling: u32,
-    idle: Mutex<Vec<Pooled>>,
+    idle: Mutex<Idle>,
     counters: Arc<Counters>,
 }
 
@@ -77,7 +80,7 @@ impl Loaded {
             pool_wait: options.pool_wait,
             isolation: options.isolation,
             guest_time_sampling: options.guest_time_sampling,
-            idle: Mutex::new(vec![first]),
+            idle: Mutex::new(Idle { instances: vec![first], exchanges: Vec::new() }),
             counters,
         })
     }
@@ -92,6 +95,15 @@ impl Loaded {
     pub(crate) fn body_timeout(&self) -> Duration {
         self.shared.body_timeout
     }
+}
+
+/// What waits between requests: instances, and the boxes of exchanges
+/// past requests left, for the next ones to fill in place (a box per
+/// lease out at once at most, allocated the first time).
+struct Idle {
+    instances: Vec<Pooled>,
+    #[expect(clippy::vec_box, reason = "the boxes themselves are what is kept: each goes out and back whole")]
+    exchanges: Vec<Box<Exchange>>,
 }
 
 /// A live instance, how many requests it served, and which of its calls
@@ -134,6 +146,8 @@ impl Pooled {
 /// discarded or due for replacement by the isolation policy.
 pub(crate) struct Lease {
     instance: Option<Pooled>,
+    /// An exchange box for the request, back to the pool with the lease.
+    exchange: Option<Box<Exchange>>,
     loaded: Arc<Loaded>,
     _permit: OwnedSemaphorePermit,
 }
@@ -162,18 +176,46 @@ impl Lease {
 
     /// An idle instance, or a new one, under `permit`.
     fn take(loaded: Arc<Loaded>, permit: OwnedSemaphorePermit) -> Result<Lease, Error> {
-        let idle = loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (idle, exchange) = {
+            let mut idle = loaded.idle.lock().unwrap_or_else(|e| e.into_inner());
+            (idle.instances.pop(), idle.exchanges.pop())
+        };
         let instance = match idle {
             Some(i) => i,
             None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters, loaded.guest_time_sampling)?,
         };
         loaded.counters.lease_taken();
-        Ok(Lease { instance: Some(instance), loaded, _permit: permit })
+        Ok(Lease { instance: Some(instance), exchange, loaded, _permit: permit })
+    }
+
+    /// The exchange of `request` with the module's features, in the box a
+    /// past request left when there is one.
+    pub(crate) fn exchange(
+        &mut self,
+        request: http::request::Parts,
+        req_body: BodyState,
+        source_addr: Option<std::net::SocketAddr>,
+    ) -> Box<Exchange> {
+        let features = self.loaded.module_features;
+        match self.exchange.take() {
+            Some(mut exchange) => {
+                exchange.begin(request, req_body, features, source_addr);
+                exchange
+            }
+            None => Box::new(Exchange::new(request, req_body, features, source_addr)),
+        }
+    }
+
+    /// Keeps the box of a finished exchange for a later request, what the
+    /// request left in it dropped.
+    pub(crate) fn recycle(&mut self, mut exchange: Box<Exchange>) {
+        exchange.end();
+        self.exchange = Some(exchange);
     }
 
     /// Runs `call` with `exchange` on the instance, its time recorded if
     /// sampled: the lease comes back with the exchange and the result.
-    pub(crate) fn call(mut self, call: Call, exchange: Exchange) -> LeaseCall {
+    pub(crate) fn call(mut self, call: Call, exchange: Box<Exchange>) -> LeaseCalled {
         let stage = match call {
             Call::Request => Stage::Request,
             Call::Response { .. } => Stage::Response,
@@ -181,7 +223,11 @@ impl Lease {
         let timed = self.start_timing();
         let Pooled { instance, served, sampler, _alive } =
             self.instance.take().expect("instance present until drop or discard");
-        LeaseCall { call: instance.call(call, exchange), held: Some((self, served, sampler, _alive)), stage, timed }
+        let mut held = Some((self, served, sampler, _alive));
+        match instance.call(call, exchange) {
+            GuestCall::Ready(outcome) => LeaseCalled::Ready(LeaseCall::finish(&mut held, stage, timed, outcome)),
+            GuestCall::Waiting(waiting) => LeaseCalled::Waiting(LeaseCall { waiting, held, stage, timed }),
+        }
     }
 
     /// The start of a guest call when this one is timed
@@ -204,11 +250,6 @@ impl Lease {
         self.instance = None;
     }
 
-    /// The features the module enabled at start.
-    pub(crate) fn module_features(&self) -> Features {
-        self.loaded.module_features
-    }
-
     /// The most bytes of one body buffered for the guest.
     pub(crate) fn body_limit(&self) -> usize {
         self.loaded.body_limit()
@@ -228,16 +269,27 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.loaded.counters.lease_returned();
-        let Some(mut pooled) = self.instance.take() else { return };
-        pooled.served += 1;
-        let keep = match self.loaded.isolation {
-            Isolation::Reuse => true,
-            Isolation::PerRequest => false,
-            Isolation::RecycleAfter(n) => pooled.served < n,
-        };
-        if keep {
-            pooled.instance.host().exchange = None;
-            self.loaded.idle.lock().unwrap_or_else(|e| e.into_inner()).push(pooled);
+        let kept = self.instance.take().and_then(|mut pooled| {
+            pooled.served += 1;
+            let keep = match self.loaded.isolation {
+                Isolation::Reuse => true,
+                Isolation::PerRequest => false,
+                Isolation::RecycleAfter(n) => pooled.served < n,
+            };
+            keep.then(|| {
+                pooled.instance.host().exchange = None;
+                pooled
+            })
+        });
+        if kept.is_none() && self.exchange.is_none() {
+            return;
+        }
+        let mut idle = self.loaded.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pooled) = kept {
+            idle.instances.push(pooled);
+        }
+        if let Some(exchange) = self.exchange.take() {
+            idle.exchanges.push(exchange);
         }
     }
 }
@@ -245,12 +297,29 @@ impl Drop for Lease {
 /// What a guest call on a lease ends with: the lease, the exchange and
 /// the export's result; `Err` when the backend lost the instance and the
 /// exchange (the lease is dropped, its instance gone).
-pub(crate) type LeaseOutcome = Result<(Lease, Exchange, Result<i64, Error>), Error>;
+pub(crate) type LeaseOutcome = Result<(Lease, Box<Exchange>, Result<i64, Error>), Error>;
 
-/// A guest call on a lease's instance ([`Lease::call`]), ready at once when
-/// the backend ran it inline.
+/// A guest call on a lease's instance ([`Lease::call`]).
+pub(crate) enum LeaseCalled {
+    /// The backend ran it at once.
+    Ready(LeaseOutcome),
+    /// The backend runs it elsewhere: await it.
+    Waiting(LeaseCall),
+}
+
+impl LeaseCalled {
+    /// The outcome, once the call ended.
+    pub(crate) async fn outcome(self) -> LeaseOutcome {
+        match self {
+            LeaseCalled::Ready(outcome) => outcome,
+            LeaseCalled::Waiting(call) => call.await,
+        }
+    }
+}
+
+/// A guest call on a lease's instance that waits.
 pub(crate) struct LeaseCall {
-    call: GuestCall,
+    waiting: Pin<Box<dyn Future<Output = CallOutcome> + Send>>,
     /// The lease, and what its instance comes back to.
     held: Option<(Lease, u64, CallSampler, Alive)>,
     stage: Stage,
@@ -258,25 +327,12 @@ pub(crate) struct LeaseCall {
 }
 
 impl LeaseCall {
-    /// The outcome if the guest already ran; else the call, to await.
-    #[expect(
-        clippy::result_large_err,
-        reason = "the outcome of a call that ran inline is the common case: moved, not boxed (boxing it is the allocation this type avoids)"
-    )]
-    pub(crate) fn now(self) -> Result<LeaseOutcome, LeaseCall> {
-        let LeaseCall { call, mut held, stage, timed } = self;
-        match call.now() {
-            Ok(outcome) => Ok(Self::finish(&mut held, stage, timed, outcome)),
-            Err(call) => Err(LeaseCall { call, held, stage, timed }),
-        }
-    }
-
     /// The lease given its instance back, the call's time recorded.
     fn finish(
         held: &mut Option<(Lease, u64, CallSampler, Alive)>,
         stage: Stage,
         timed: Option<Instant>,
-        outcome: crate::engine::CallOutcome,
+        outcome: CallOutcome,
     ) -> LeaseOutcome {
         let (mut lease, served, sampler, alive) = held.take().expect("LeaseCall polled after completion");
         let outcome = outcome.map(|Called { instance, exchange, result }| {
@@ -288,12 +344,12 @@ impl LeaseCall {
     }
 }
 
-impl std::future::Future for LeaseCall {
+impl Future for LeaseCall {
     type Output = LeaseOutcome;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<LeaseOutcome> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LeaseOutcome> {
         let this = &mut *self;
-        let outcome = std::task::ready!(std::pin::Pin::new(&mut this.call).poll(cx));
-        std::task::Poll::Ready(Self::finish(&mut this.held, this.stage, this.timed, outcome))
+        let outcome = ready!(this.waiting.as_mut().poll(cx));
+        Poll::Ready(Self::finish(&mut this.held, this.stage, this.timed, outcome))
     }
 }

@@ -8,7 +8,7 @@ use crate::host::body::PREFETCH_LIMIT;
 use crate::host::exchange::{Framing, set_content_length};
 use crate::host::{BodyState, Exchange, HostError, Phase};
 use crate::metrics::Stage;
-use crate::pool::{Lease, LeaseOutcome};
+use crate::pool::{Lease, LeaseCalled, LeaseOutcome};
 use crate::{DefaultFailureResponse, Error, FailurePolicy, FailureResponse, Plugin};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -216,7 +216,7 @@ impl<F: FailureResponse> Run<F> {
         &self,
         mut inner: S,
         mut lease: Lease,
-        mut ex: Exchange,
+        mut ex: Box<Exchange>,
         original: Option<Original>,
         error: Error,
     ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
@@ -275,7 +275,7 @@ impl<F: FailureResponse> Run<F> {
         };
 
         // Acquire. A busy pool is not the guest's failure: 503 whatever the policy.
-        let lease = match Lease::acquire(loaded).await {
+        let mut lease = match Lease::acquire(loaded).await {
             Ok(lease) => lease,
             Err(e) if fail_open && !e.is_pool_timeout() => {
                 self.skip(Stage::Acquire, None, &e);
@@ -292,8 +292,8 @@ impl<F: FailureResponse> Run<F> {
             Ok(state) => state,
             Err(e) => return Ok(self.fail(Stage::Body, None, e)),
         };
-        let ex = Exchange::new(parts, req_body, features, source_addr);
-        let called = lease.call(Call::Request, ex).await;
+        let ex = lease.exchange(parts, req_body, source_addr);
+        let called = lease.call(Call::Request, ex).outcome().await;
         self.after_request(inner, called, original, fail_open).await
     }
 
@@ -323,7 +323,7 @@ impl<F: FailureResponse> Run<F> {
         let counters = self.plugin.counters();
         if !ctx.next {
             counters.short_circuit();
-            return Ok(short_circuit(ex));
+            return Ok(short_circuit(lease, ex));
         }
         counters.next_call();
 
@@ -370,7 +370,7 @@ impl<F: FailureResponse> Run<F> {
         };
         let counters = self.plugin.counters();
         counters.request();
-        let lease = match lease {
+        let mut lease = match lease {
             Ok(lease) => lease,
             Err(e) => return ResponseFuture::ready(self.fail(Stage::Acquire, None, e)),
         };
@@ -379,10 +379,10 @@ impl<F: FailureResponse> Run<F> {
         // it at once; else the rest of the exchange waits for it, boxed.
         let (parts, _empty) = req.into_parts();
         let source_addr = source_addr(&parts.extensions);
-        let ex = Exchange::new(parts, BodyState::default(), lease.module_features(), source_addr);
-        let called = match lease.call(Call::Request, ex).now() {
-            Ok(called) => called,
-            Err(waiting) => {
+        let ex = lease.exchange(parts, BodyState::default(), source_addr);
+        let called = match lease.call(Call::Request, ex) {
+            LeaseCalled::Ready(called) => called,
+            LeaseCalled::Waiting(waiting) => {
                 return ResponseFuture::boxed(Box::pin(async move {
                     let called = waiting.await;
                     self.after_request(inner, called, None, false).await
@@ -399,7 +399,7 @@ impl<F: FailureResponse> Run<F> {
         };
         if !ctx.next {
             counters.short_circuit();
-            return ResponseFuture::ready(short_circuit(ex));
+            return ResponseFuture::ready(short_circuit(lease, ex));
         }
         counters.next_call();
 
@@ -416,7 +416,7 @@ impl<F: FailureResponse> Run<F> {
     fn response_failed<B>(
         &self,
         mut lease: Lease,
-        mut ex: Exchange,
+        mut ex: Box<Exchange>,
         answered: Option<Answered>,
         passthrough: Option<B>,
         body_failed: bool,
@@ -521,7 +521,7 @@ fn source_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
 pub(crate) struct Forwarded<F> {
     run: Run<F>,
     lease: Lease,
-    ex: Exchange,
+    ex: Box<Exchange>,
     req_ctx: u32,
 }
 
@@ -532,16 +532,16 @@ impl<F: FailureResponse> Forwarded<F> {
     pub(crate) fn next_failed(self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let Forwarded { run, lease, ex, req_ctx } = self;
         let failed = move |called: LeaseOutcome| match called {
-            Ok((_, _, Ok(_))) => {}
+            Ok((mut lease, ex, Ok(_))) => lease.recycle(ex),
             Ok((mut lease, _, Err(e))) => drop(run.fail::<()>(Stage::Response, Some(&mut lease), e)),
             Err(e) => drop(run.fail::<()>(Stage::Response, None, e)),
         };
-        match lease.call(Call::Response { req_ctx, is_error: true }, ex).now() {
-            Ok(called) => {
+        match lease.call(Call::Response { req_ctx, is_error: true }, ex) {
+            LeaseCalled::Ready(called) => {
                 failed(called);
                 None
             }
-            Err(waiting) => Some(async move { failed(waiting.await) }),
+            LeaseCalled::Waiting(waiting) => Some(async move { failed(waiting.await) }),
         }
     }
 
@@ -624,11 +624,11 @@ impl<F: FailureResponse> Forwarded<F> {
             if let Some(why) = is_error {
                 return run.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why));
             }
-            finish(ex, passthrough)
+            finish(lease, ex, passthrough)
         };
-        match lease.call(call, ex).now() {
-            Ok(called) => Settled::Now(respond(called)),
-            Err(waiting) => Settled::Waiting(async move { respond(waiting.await) }),
+        match lease.call(call, ex) {
+            LeaseCalled::Ready(called) => Settled::Now(respond(called)),
+            LeaseCalled::Waiting(waiting) => Settled::Waiting(async move { respond(waiting.await) }),
         }
     }
 }
@@ -734,7 +734,6 @@ fn pass_response_body<B: Body>(ex: &mut Exchange, body: B) -> Option<B> {
     Some(body)
 }
 
-/// The response of a guest that did not call next.
 /// A response that carries no body (RFC 9110 §6.4.1): to HEAD, or with
 /// status 1xx, 204 or 304. A body the guest wrote for it is dropped and the
 /// headers' framing left as they are (a HEAD response's `content-length`
@@ -746,7 +745,9 @@ fn bodiless(ex: &Exchange) -> bool {
         || ex.status == StatusCode::NOT_MODIFIED
 }
 
-fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
+/// The response of a guest that did not call next; the exchange's box
+/// goes back with the lease.
+fn short_circuit<B>(mut lease: Lease, mut ex: Box<Exchange>) -> Response<ResponseBody<B>> {
     let written = ex.resp_body.take_written().filter(|_| !bodiless(&ex));
     let trailers = ex.resp_body.trailers.take();
     let has_trailers = trailers.is_some();
@@ -763,6 +764,7 @@ fn short_circuit<B>(mut ex: Exchange) -> Response<ResponseBody<B>> {
         None => Framing::Keep,
     };
     frame_response(&ex, framing, res.headers_mut());
+    lease.recycle(ex);
     res
 }
 
@@ -781,8 +783,9 @@ fn frame_response(ex: &Exchange, framing: Framing, headers: &mut HeaderMap) {
     framing.apply(headers);
 }
 
-/// The response after `handle_response`.
-fn finish<B: Body>(mut ex: Exchange, passthrough: Option<B>) -> Response<ResponseBody<B>> {
+/// The response after `handle_response`; the exchange's box goes back
+/// with the lease.
+fn finish<B: Body>(mut lease: Lease, mut ex: Box<Exchange>, passthrough: Option<B>) -> Response<ResponseBody<B>> {
     let trailers = ex.resp_body.trailers.take();
     let chunked = if trailers.is_some() { Framing::Unknown } else { Framing::Keep };
     let written = ex.resp_body.take_written().filter(|_| !bodiless(&ex));
@@ -803,5 +806,6 @@ fn finish<B: Body>(mut ex: Exchange, passthrough: Option<B>) -> Response<Respons
     *res.status_mut() = ex.status;
     *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
     frame_response(&ex, framing, res.headers_mut());
+    lease.recycle(ex);
     res
 }

@@ -6,7 +6,6 @@ use crate::host::{Exchange, HostError, HostState};
 use crate::module::{Analysis, Checked};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 #[cfg(feature = "module-cache")]
 pub(crate) mod cache;
@@ -76,7 +75,9 @@ pub(crate) trait CompiledModule: Send + Sync {
 ///
 /// A guest call is one operation by value: the backend takes the instance
 /// and the request's [`Exchange`], and gives both back with the result
-/// ([`GuestCall`]). Where the guest runs and how the caller waits for it
+/// ([`GuestCall`]). The exchange travels boxed (several hundred bytes
+/// that would otherwise be copied at every hand-over; the box is reused
+/// from request to request, see `pool::Lease::exchange`). Where the guest runs and how the caller waits for it
 /// are the backend's alone: inline when it can answer at once, elsewhere
 /// when a body read may have to wait (see `host::body`) or the store lives
 /// on another thread.
@@ -85,7 +86,7 @@ pub(crate) trait GuestInstance: Send {
     /// module's start left, such as its features).
     fn host(&mut self) -> &mut HostState;
     /// Runs `call` with `exchange`.
-    fn call(self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall;
+    fn call(self: Box<Self>, call: Call, exchange: Box<Exchange>) -> GuestCall;
 }
 
 /// Which export a guest call runs, with its arguments.
@@ -112,7 +113,7 @@ impl Call {
 /// `handle_response`) or why it failed.
 pub(crate) struct Called {
     pub(crate) instance: Box<dyn GuestInstance>,
-    pub(crate) exchange: Exchange,
+    pub(crate) exchange: Box<Exchange>,
     pub(crate) result: Result<i64, Error>,
 }
 
@@ -121,53 +122,18 @@ pub(crate) struct Called {
 /// instance thread that ended or was given up on).
 pub(crate) type CallOutcome = Result<Called, Error>;
 
-type Waiting = Pin<Box<dyn Future<Output = CallOutcome> + Send>>;
-
-/// A guest call in progress: ready, without an allocation, when the
-/// backend ran the guest inline; a boxed future only when it must wait.
-pub(crate) struct GuestCall(CallState);
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the outcome of a call that ran inline is the common case: moved, not boxed (boxing it is the allocation this type avoids)"
-)]
-enum CallState {
-    Ready(Option<CallOutcome>),
-    Waiting(Waiting),
+/// A guest call in progress.
+pub(crate) enum GuestCall {
+    /// The backend ran the guest at once: no allocation, no wait.
+    Ready(CallOutcome),
+    /// The call ends when this future does.
+    Waiting(Pin<Box<dyn Future<Output = CallOutcome> + Send>>),
 }
 
 impl GuestCall {
-    /// A call that already ran.
-    pub(crate) fn ready(outcome: CallOutcome) -> GuestCall {
-        GuestCall(CallState::Ready(Some(outcome)))
-    }
-
     /// A call that ends with `outcome`.
     pub(crate) fn waiting(outcome: impl Future<Output = CallOutcome> + Send + 'static) -> GuestCall {
-        GuestCall(CallState::Waiting(Box::pin(outcome)))
-    }
-
-    /// The outcome if the call already ran; else the call, to await.
-    #[expect(
-        clippy::result_large_err,
-        reason = "the outcome of a call that ran inline is the common case: moved, not boxed (boxing it is the allocation this type avoids)"
-    )]
-    pub(crate) fn now(self) -> Result<CallOutcome, GuestCall> {
-        match self.0 {
-            CallState::Ready(Some(outcome)) => Ok(outcome),
-            state => Err(GuestCall(state)),
-        }
-    }
-}
-
-impl Future for GuestCall {
-    type Output = CallOutcome;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallOutcome> {
-        match &mut self.0 {
-            CallState::Ready(outcome) => Poll::Ready(outcome.take().expect("GuestCall polled after completion")),
-            CallState::Waiting(waiting) => waiting.as_mut().poll(cx),
-        }
+        GuestCall::Waiting(Box::pin(outcome))
     }
 }
 

@@ -397,12 +397,12 @@ impl CompiledModule for WasmerModule {
     }
 }
 
-type Reply = (Exchange, Result<i64, Error>);
+type Reply = (Box<Exchange>, Result<i64, Error>);
 
 /// A call for an instance thread.
 struct Job {
     call: Call,
-    exchange: Exchange,
+    exchange: Box<Exchange>,
 }
 
 /// The `Send` side of an instance that lives on its own thread.
@@ -483,20 +483,20 @@ impl GuestInstance for Proxy {
 
     /// On the instance thread; ready at once when it answers within
     /// [`SPIN`], else awaited (see the module docs).
-    fn call(mut self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall {
+    fn call(mut self: Box<Self>, call: Call, exchange: Box<Exchange>) -> GuestCall {
         if self.jobs.send(Job { call, exchange }).is_err() {
-            return GuestCall::ready(Err(thread_lost()));
+            return GuestCall::Ready(Err(thread_lost()));
         }
         match spin(&mut self.answers) {
-            Ok(reply) => return GuestCall::ready(self.answered(call, Waited::InTime(reply))),
-            Err(channel::error::TryRecvError::Disconnected) => return GuestCall::ready(Err(thread_lost())),
+            Ok(reply) => return GuestCall::Ready(self.answered(call, Waited::InTime(reply))),
+            Err(channel::error::TryRecvError::Disconnected) => return GuestCall::Ready(Err(thread_lost())),
             Err(channel::error::TryRecvError::Empty) => {}
         }
         if tokio::runtime::Handle::try_current().is_err() {
             // No runtime, hence no timer: wait on this thread, which is no runtime's.
             let Proxy { answers, deadline, watch, host, .. } = &mut *self;
             let waited = wait_for(|left| call_watch::park_for(answers, left), *deadline, watch, &host.waits);
-            return GuestCall::ready(self.answered(call, waited));
+            return GuestCall::Ready(self.answered(call, waited));
         }
         GuestCall::waiting(async move {
             let Proxy { answers, deadline, watch, host, .. } = &mut *self;

@@ -503,7 +503,7 @@ fn describe(e: &wasmtime::Error) -> String {
 impl WasmtimeInstance {
     /// Runs `call` on this thread with `exchange`; its body reads may park
     /// the thread if `may_park`.
-    fn run(&mut self, call: Call, exchange: Exchange, may_park: bool) -> (Exchange, Result<i64, Error>) {
+    fn run(&mut self, call: Call, exchange: Box<Exchange>, may_park: bool) -> (Box<Exchange>, Result<i64, Error>) {
         self.store.data_mut().host.begin_call(exchange, may_park);
         CallClock::start(&mut self.store, self.deadline);
         let result = match call {
@@ -517,7 +517,7 @@ impl WasmtimeInstance {
     }
 
     /// [`WasmtimeInstance::run`], giving the instance back with the outcome.
-    fn called(mut self: Box<Self>, call: Call, exchange: Exchange, may_park: bool) -> Called {
+    fn called(mut self: Box<Self>, call: Call, exchange: Box<Exchange>, may_park: bool) -> Called {
         let (exchange, result) = self.run(call, exchange, may_park);
         Called { instance: self, exchange, result }
     }
@@ -532,12 +532,12 @@ impl GuestInstance for WasmtimeInstance {
     /// common case: no allocation, no hand-off); on tokio's blocking pool
     /// when one may, where a read parks that thread, not a runtime thread
     /// (outside a runtime, on the caller's thread, which may then park).
-    fn call(self: Box<Self>, call: Call, exchange: Exchange) -> GuestCall {
+    fn call(self: Box<Self>, call: Call, exchange: Box<Exchange>) -> GuestCall {
         if !exchange.body_arriving() {
-            return GuestCall::ready(Ok(self.called(call, exchange, false)));
+            return GuestCall::Ready(Ok(self.called(call, exchange, false)));
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return GuestCall::ready(Ok(self.called(call, exchange, true)));
+            return GuestCall::Ready(Ok(self.called(call, exchange, true)));
         };
         let task = runtime.spawn_blocking(move || self.called(call, exchange, true));
         GuestCall::waiting(async move {

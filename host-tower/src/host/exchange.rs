@@ -55,6 +55,45 @@ impl Exchange {
         }
     }
 
+    /// Starts the exchange of `request` over the one this exchange held
+    /// (a box reused from request to request): every field set as
+    /// [`Exchange::new`] sets it.
+    pub(crate) fn begin(
+        &mut self,
+        request: request::Parts,
+        req_body: BodyState,
+        features: Features,
+        source_addr: Option<SocketAddr>,
+    ) {
+        self.phase = Phase::Request;
+        self.features = features;
+        self.request = request;
+        self.req_body = req_body;
+        self.source_addr = source_addr;
+        self.status = StatusCode::OK;
+        self.status_set = false;
+        self.resp_headers = HeaderMap::new();
+        self.resp_body = BodyState::default();
+        self.req_trailers_before = None;
+        self.req_framing_written = false;
+        self.resp_framing_written = false;
+    }
+
+    /// Drops what the request left in the exchange once its response is
+    /// built (a client body never read among it), so that a box kept for
+    /// the next request holds nothing of this one.
+    pub(crate) fn end(&mut self) {
+        let request = &mut self.request;
+        request.method = http::Method::GET;
+        request.uri = http::Uri::default();
+        request.headers = HeaderMap::new();
+        request.extensions = http::Extensions::new();
+        self.req_body = BodyState::default();
+        self.resp_headers = HeaderMap::new();
+        self.resp_body = BodyState::default();
+        self.req_trailers_before = None;
+    }
+
     pub(crate) fn has(&self, f: Feature) -> bool {
         self.features.has(f)
     }

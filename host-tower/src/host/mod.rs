@@ -62,7 +62,7 @@ pub(crate) struct HostState {
     /// Features enabled while the module started: they apply to every request.
     pub(crate) module_features: Features,
     /// The request being handled, if any.
-    pub(crate) exchange: Option<Exchange>,
+    pub(crate) exchange: Option<Box<Exchange>>,
     /// This instance's waits for the client's body (left out of deadlines).
     pub(crate) waits: Arc<waits::BodyWaits>,
     /// A body read in the call in progress may park the thread the guest
@@ -124,20 +124,20 @@ impl HostState {
 
     /// Puts `exchange` in place for a guest call that may park its thread
     /// for a body read if `may_park` (the backend's decision).
-    pub(crate) fn begin_call(&mut self, exchange: Exchange, may_park: bool) {
+    pub(crate) fn begin_call(&mut self, exchange: Box<Exchange>, may_park: bool) {
         self.exchange = Some(exchange);
         self.may_park = may_park;
     }
 
     /// Takes the exchange back after the call [`HostState::begin_call`] began.
-    pub(crate) fn end_call(&mut self) -> Exchange {
+    pub(crate) fn end_call(&mut self) -> Box<Exchange> {
         self.may_park = false;
         // Host functions only borrow the exchange: it is there until now.
         self.exchange.take().expect("a guest call's exchange stays in its store until the call ends")
     }
 
     fn ex(&mut self, func: &'static str) -> R<&mut Exchange> {
-        self.exchange.as_mut().ok_or(HostError::NoRequest(func))
+        self.exchange.as_deref_mut().ok_or(HostError::NoRequest(func))
     }
 
     // ----- features, config, logging -----
@@ -145,7 +145,7 @@ impl HostState {
     pub(crate) fn enable_features(&mut self, raw: i32) -> i32 {
         let (known, _unknown) = Features::split(raw as u32);
         let granted = known.intersection(self.shared.allowed);
-        let now = match self.exchange.as_mut() {
+        let now = match self.exchange.as_deref_mut() {
             Some(ex) => {
                 ex.features |= ex.still_effective(granted);
                 ex.features
@@ -197,7 +197,7 @@ impl HostState {
     pub(crate) fn get_header_names(&mut self, mem: &mut dyn GuestMemory, kind: i32, buf: u32, limit: u32) -> R<i64> {
         let kind = HeaderKind::try_from(kind)?;
         let limit_b = self.shared.body_limit;
-        let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("get_header_names"))?;
+        let ex = self.exchange.as_deref_mut().ok_or(HostError::NoRequest("get_header_names"))?;
         ex.receive_trailers(kind, limit_b, self.may_park.then_some(&*self.waits))?;
         let Some(map) = ex.headers(kind) else { return Ok(0) };
         let host = (kind == HeaderKind::Request).then(|| ex.synthetic_host()).flatten();
@@ -221,7 +221,7 @@ impl HostState {
         let kind = HeaderKind::try_from(kind)?;
         let name = read_name(mem, name, name_len)?;
         let limit_b = self.shared.body_limit;
-        let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("get_header_values"))?;
+        let ex = self.exchange.as_deref_mut().ok_or(HostError::NoRequest("get_header_values"))?;
         ex.receive_trailers(kind, limit_b, self.may_park.then_some(&*self.waits))?;
         if kind == HeaderKind::Request
             && name == HOST
@@ -315,7 +315,7 @@ impl HostState {
             return Err(HostError::ZeroLimit);
         }
         let body_limit = self.shared.body_limit;
-        let ex = self.exchange.as_mut().ok_or(HostError::NoRequest("read_body"))?;
+        let ex = self.exchange.as_deref_mut().ok_or(HostError::NoRequest("read_body"))?;
         let (body, keep) = match (kind, ex.phase) {
             (BodyKind::Request, Phase::Request) => {
                 let keep = ex.has(Feature::BufferRequest);
