@@ -189,11 +189,12 @@ impl Lease {
     }
 
     /// The exchange of `request` with the module's features, in the box a
-    /// past request left when there is one.
+    /// past request left when there is one; `req_body` `None` for a
+    /// request without a body.
     pub(crate) fn exchange(
         &mut self,
         request: http::request::Parts,
-        req_body: BodyState,
+        req_body: Option<BodyState>,
         source_addr: Option<std::net::SocketAddr>,
     ) -> Box<Exchange> {
         let features = self.loaded.module_features;
@@ -202,7 +203,7 @@ impl Lease {
                 exchange.begin(request, req_body, features, source_addr);
                 exchange
             }
-            None => Box::new(Exchange::new(request, req_body, features, source_addr)),
+            None => Box::new(Exchange::new(request, req_body.unwrap_or_default(), features, source_addr)),
         }
     }
 

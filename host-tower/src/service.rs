@@ -292,7 +292,7 @@ impl<F: FailureResponse> Run<F> {
             Ok(state) => state,
             Err(e) => return Ok(self.fail(Stage::Body, None, e)),
         };
-        let ex = lease.exchange(parts, req_body, source_addr);
+        let ex = lease.exchange(parts, Some(req_body), source_addr);
         let called = lease.call(Call::Request, ex).outcome().await;
         self.after_request(inner, called, original, fail_open).await
     }
@@ -379,7 +379,7 @@ impl<F: FailureResponse> Run<F> {
         // it at once; else the rest of the exchange waits for it, boxed.
         let (parts, _empty) = req.into_parts();
         let source_addr = source_addr(&parts.extensions);
-        let ex = lease.exchange(parts, BodyState::default(), source_addr);
+        let ex = lease.exchange(parts, None, source_addr);
         let called = match lease.call(Call::Request, ex) {
             LeaseCalled::Ready(called) => called,
             LeaseCalled::Waiting(waiting) => {
@@ -613,23 +613,37 @@ impl<F: FailureResponse> Forwarded<F> {
             }
         }
         let call = Call::Response { req_ctx, is_error: is_error.is_some() };
-        let respond = move |called: LeaseOutcome| {
-            let (lease, ex, result) = match called {
-                Ok(called) => called,
-                Err(e) => return run.fail(Stage::Response, None, e),
-            };
-            if let Err(e) = result {
-                return run.response_failed(lease, ex, answered, passthrough, is_error.is_some(), e);
-            }
-            if let Some(why) = is_error {
-                return run.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why));
-            }
-            finish(lease, ex, passthrough)
-        };
         match lease.call(call, ex) {
-            LeaseCalled::Ready(called) => Settled::Now(respond(called)),
-            LeaseCalled::Waiting(waiting) => Settled::Waiting(async move { respond(waiting.await) }),
+            LeaseCalled::Ready(called) => Settled::Now(run.responded(called, answered, passthrough, is_error)),
+            LeaseCalled::Waiting(waiting) => {
+                Settled::Waiting(async move { run.responded(waiting.await, answered, passthrough, is_error) })
+            }
         }
+    }
+}
+
+impl<F: FailureResponse> Run<F> {
+    /// The response once `handle_response` ran (`called`), from the next
+    /// handler's body (`passthrough`, or what the exchange buffered) or,
+    /// when the guest failed, as the failure policy says.
+    fn responded<B: Body>(
+        &self,
+        called: LeaseOutcome,
+        answered: Option<Answered>,
+        passthrough: Option<B>,
+        is_error: Option<String>,
+    ) -> Response<ResponseBody<B>> {
+        let (lease, ex, result) = match called {
+            Ok(called) => called,
+            Err(e) => return self.fail(Stage::Response, None, e),
+        };
+        if let Err(e) = result {
+            return self.response_failed(lease, ex, answered, passthrough, is_error.is_some(), e);
+        }
+        if let Some(why) = is_error {
+            return self.fail(Stage::Response, None, Error::new(crate::error::Kind::ResponseBody, why));
+        }
+        finish(lease, ex, passthrough)
     }
 }
 
@@ -646,6 +660,7 @@ pub(crate) type Responding<B> = Pin<Box<dyn Future<Output = Response<ResponseBod
 
 /// The request for the next handler; the exchange keeps what the guest may
 /// still read of it in `handle_response` (URI and headers move otherwise).
+#[inline]
 fn forward(ex: &mut Exchange, lease: &Lease) -> Request<RequestBody> {
     let (body, framing) = ex.forward_request();
     let mut fwd = Request::new(body);

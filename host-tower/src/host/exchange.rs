@@ -9,6 +9,10 @@ use http_wasm_abi::{Feature, Features, HeaderKind};
 use std::net::SocketAddr;
 
 /// One request as it passes through a guest.
+///
+/// Its box is reused from request to request ([`Exchange::end`] empties
+/// it, [`Exchange::begin`] fills it): a field added here is reset in
+/// `end` too.
 #[derive(Debug)]
 pub(crate) struct Exchange {
     pub(crate) phase: Phase,
@@ -55,43 +59,49 @@ impl Exchange {
         }
     }
 
-    /// Starts the exchange of `request` over the one this exchange held
-    /// (a box reused from request to request): every field set as
-    /// [`Exchange::new`] sets it.
+    /// Starts the exchange of `request` in an exchange [`Exchange::end`]
+    /// emptied (a box reused from request to request), as
+    /// [`Exchange::new`] would; `req_body` `None` leaves the body empty.
     pub(crate) fn begin(
         &mut self,
         request: request::Parts,
-        req_body: BodyState,
+        req_body: Option<BodyState>,
         features: Features,
         source_addr: Option<SocketAddr>,
     ) {
-        self.phase = Phase::Request;
         self.features = features;
         self.request = request;
-        self.req_body = req_body;
+        if let Some(body) = req_body {
+            self.req_body = body;
+        }
         self.source_addr = source_addr;
+    }
+
+    /// Empties the exchange once its response is built: what the request
+    /// left in it is dropped (a client body never read among it), and every
+    /// field is as [`Exchange::new`] sets it, ready for
+    /// [`Exchange::begin`].
+    pub(crate) fn end(&mut self) {
+        self.phase = Phase::Request;
+        let request = &mut self.request;
+        request.method = http::Method::GET;
+        request.uri = http::Uri::default();
+        request.version = http::Version::default();
+        // A map already emptied (moved on, as usually) is not replaced.
+        if !request.headers.is_empty() {
+            request.headers = HeaderMap::new();
+        }
+        request.extensions = http::Extensions::new();
+        self.req_body = BodyState::default();
         self.status = StatusCode::OK;
         self.status_set = false;
-        self.resp_headers = HeaderMap::new();
+        if !self.resp_headers.is_empty() {
+            self.resp_headers = HeaderMap::new();
+        }
         self.resp_body = BodyState::default();
         self.req_trailers_before = None;
         self.req_framing_written = false;
         self.resp_framing_written = false;
-    }
-
-    /// Drops what the request left in the exchange once its response is
-    /// built (a client body never read among it), so that a box kept for
-    /// the next request holds nothing of this one.
-    pub(crate) fn end(&mut self) {
-        let request = &mut self.request;
-        request.method = http::Method::GET;
-        request.uri = http::Uri::default();
-        request.headers = HeaderMap::new();
-        request.extensions = http::Extensions::new();
-        self.req_body = BodyState::default();
-        self.resp_headers = HeaderMap::new();
-        self.resp_body = BodyState::default();
-        self.req_trailers_before = None;
     }
 
     pub(crate) fn has(&self, f: Feature) -> bool {
@@ -269,6 +279,7 @@ impl Exchange {
     }
 
     /// Takes the request's body for the next handler, with its framing.
+    #[inline]
     pub(crate) fn forward_request_body(&mut self) -> (crate::body::RequestBody, Framing) {
         use crate::body::RequestBody;
         let body = &mut self.req_body;
@@ -296,6 +307,7 @@ impl Exchange {
 
     /// The request body for the next handler, framed by what it carries
     /// whatever framing headers the guest wrote.
+    #[inline]
     pub(crate) fn forward_request(&mut self) -> (crate::body::RequestBody, Framing) {
         let (body, framing) = self.forward_request_body();
         if !self.req_framing_written || framing != Framing::Keep {
@@ -308,5 +320,51 @@ impl Exchange {
             framing => framing,
         };
         (body, framing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::collections::VecDeque;
+
+    fn parts() -> request::Parts {
+        http::Request::get("/next?q=1").header("accept", "*/*").body(()).expect("request").into_parts().0
+    }
+
+    fn trailers() -> HeaderMap {
+        HeaderMap::from_iter([(http::header::ETAG, HeaderValue::from_static("\"t\""))])
+    }
+
+    /// An exchange a request used every field of, ended and begun again,
+    /// is the exchange `new` makes for the next request.
+    #[test]
+    fn an_ended_exchange_begins_as_a_new_one() {
+        let source_addr = Some(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let mut used = Exchange::new(
+            http::Request::post("http://a.example/first").header("x-a", "1").body(()).expect("request").into_parts().0,
+            BodyState::complete(VecDeque::from([Bytes::from_static(b"body")]), Some(trailers())),
+            Features::ALL,
+            source_addr,
+        );
+        used.request.extensions.insert(7u8);
+        used.phase = Phase::Response;
+        used.status = StatusCode::NOT_FOUND;
+        used.status_set = true;
+        used.resp_headers.insert(http::header::SERVER, HeaderValue::from_static("guest"));
+        used.resp_body = BodyState::complete(VecDeque::from([Bytes::from_static(b"answer")]), Some(trailers()));
+        used.req_trailers_before = Some(None);
+        used.req_framing_written = true;
+        used.resp_framing_written = true;
+
+        used.end();
+        assert!(used.request.headers.is_empty() && used.request.extensions.get::<u8>().is_none());
+        assert!(used.req_body.untouched() && used.resp_body.untouched() && used.resp_headers.is_empty());
+        used.begin(parts(), None, Features::NONE, None);
+        let new = Exchange::new(parts(), BodyState::default(), Features::NONE, None);
+        assert_eq!(format!("{used:?}"), format!("{new:?}"));
+        assert_eq!(used.req_body.held, 0);
+        assert_eq!(used.resp_body.held, 0);
     }
 }
