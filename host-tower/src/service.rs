@@ -573,13 +573,18 @@ impl<F: FailureResponse> Forwarded<F> {
         if self.ex.has(Feature::BufferResponse) {
             return Err(Box::pin(self.respond(response, false)));
         }
-        let mut cycle = self;
+        // What `respond` does for a body that passes through, its steps
+        // inline: the guest's trailers stay where they are (they follow the
+        // next handler's as the body passes), and nothing is kept to fail open.
+        let Forwarded { run, lease, mut ex, req_ctx } = self;
         let (parts, body) = response.into_parts();
-        let head = cycle.merge_head(parts, false);
-        let passthrough = pass_response_body(&mut cycle.ex, body);
-        match cycle.settled(head, passthrough, None) {
-            Settled::Now(response) => Ok(response),
-            Settled::Waiting(later) => Err(Box::pin(later)),
+        merge_head(&mut ex, parts);
+        let passthrough = pass_response_body(&mut ex, body);
+        match lease.call(Call::Response { req_ctx, is_error: false }, ex) {
+            LeaseCalled::Ready(called) => Ok(run.responded(called, None, passthrough, None)),
+            LeaseCalled::Waiting(waiting) => {
+                Err(Box::pin(async move { run.responded(waiting.await, None, passthrough, None) }))
+            }
         }
     }
 
