@@ -807,22 +807,24 @@ fn frame_response(ex: &Exchange, framing: Framing, headers: &mut HeaderMap) {
 /// with the lease.
 fn finish<B: Body>(mut lease: Lease, mut ex: Box<Exchange>, passthrough: Option<B>) -> Response<ResponseBody<B>> {
     let trailers = ex.resp_body.trailers.take();
-    let chunked = if trailers.is_some() { Framing::Unknown } else { Framing::Keep };
+    let has_trailers = trailers.is_some();
     let written = ex.resp_body.take_written().filter(|_| !bodiless(&ex));
-    let (body, framing) = match (passthrough, written) {
-        (Some(inner), _) => (ResponseBody::inner(inner, trailers), chunked),
-        (None, Some(w)) => {
-            let framing = Framing::of(w.len() as u64, trailers.is_some());
-            (ResponseBody::full(w, trailers), framing)
-        }
-        (None, None) => (ResponseBody::buffered(ex.resp_body.take_chunks(), trailers), chunked),
+    let framing = match (&passthrough, &written) {
+        (None, Some(w)) => Framing::of(w.len() as u64, has_trailers),
+        _ if has_trailers => Framing::Unknown,
+        _ => Framing::Keep,
     };
+    // The body built where the response holds it (a body is large to move).
+    let mut res = Response::new(match (passthrough, written) {
+        (Some(inner), _) => ResponseBody::inner(inner, trailers),
+        (None, Some(w)) => ResponseBody::full(w, trailers),
+        (None, None) => ResponseBody::buffered(ex.resp_body.take_chunks(), trailers),
+    });
     // Framing headers the guest wrote give way to the body's own length.
     let framing = match framing {
-        Framing::Keep if ex.resp_framing_written => Framing::of_hint(body.size_hint()),
+        Framing::Keep if ex.resp_framing_written => Framing::of_hint(res.body().size_hint()),
         framing => framing,
     };
-    let mut res = Response::new(body);
     *res.status_mut() = ex.status;
     *res.headers_mut() = std::mem::take(&mut ex.resp_headers);
     frame_response(&ex, framing, res.headers_mut());
