@@ -106,10 +106,17 @@ struct Idle {
     exchanges: Vec<Box<Exchange>>,
 }
 
-/// A live instance, how many requests it served, and which of its calls
-/// are timed.
+/// A live instance and its record.
 struct Pooled {
     instance: Box<dyn GuestInstance>,
+    record: Record,
+}
+
+/// What the pool keeps of one instance besides the instance: how many
+/// requests it served, which of its calls are timed, and its place among
+/// the live ones. It stays with the lease while a guest call has the
+/// instance.
+struct Record {
     served: u64,
     sampler: CallSampler,
     _alive: Alive,
@@ -133,19 +140,19 @@ impl Pooled {
     ) -> Result<Pooled, Error> {
         let instance = module.instantiate(HostState::new(shared.clone()))?;
         counters.instance_started();
-        Ok(Pooled {
-            instance,
-            served: 0,
-            sampler: CallSampler::new(guest_time_sampling),
-            _alive: Alive(counters.clone()),
-        })
+        let record =
+            Record { served: 0, sampler: CallSampler::new(guest_time_sampling), _alive: Alive(counters.clone()) };
+        Ok(Pooled { instance, record })
     }
 }
 
 /// An instance pinned to one request; back to the pool on drop unless
 /// discarded or due for replacement by the isolation policy.
 pub(crate) struct Lease {
-    instance: Option<Pooled>,
+    /// The instance: out while a guest call has it, `None` once discarded.
+    instance: Option<Box<dyn GuestInstance>>,
+    /// Its record, `None` once discarded.
+    record: Option<Record>,
     /// An exchange box for the request, back to the pool with the lease.
     exchange: Option<Box<Exchange>>,
     loaded: Arc<Loaded>,
@@ -180,12 +187,12 @@ impl Lease {
             let mut idle = loaded.idle.lock().unwrap_or_else(|e| e.into_inner());
             (idle.instances.pop(), idle.exchanges.pop())
         };
-        let instance = match idle {
+        let Pooled { instance, record } = match idle {
             Some(i) => i,
             None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters, loaded.guest_time_sampling)?,
         };
         loaded.counters.lease_taken();
-        Ok(Lease { instance: Some(instance), exchange, loaded, _permit: permit })
+        Ok(Lease { instance: Some(instance), record: Some(record), exchange, loaded, _permit: permit })
     }
 
     /// The exchange of `request` with the module's features, in the box a
@@ -222,21 +229,28 @@ impl Lease {
             Call::Response { .. } => Stage::Response,
         };
         let timed = self.start_timing();
-        let Pooled { instance, served, sampler, _alive } =
-            self.instance.take().expect("instance present until drop or discard");
-        let mut held = Some((self, served, sampler, _alive));
+        let instance = self.instance.take().expect("instance present until drop or discard");
         match instance.call(call, exchange) {
-            GuestCall::Ready(outcome) => LeaseCalled::Ready(LeaseCall::finish(&mut held, stage, timed, outcome)),
-            GuestCall::Waiting(waiting) => LeaseCalled::Waiting(LeaseCall { waiting, held, stage, timed }),
+            GuestCall::Ready(outcome) => LeaseCalled::Ready(self.called(stage, timed, outcome)),
+            GuestCall::Waiting(waiting) => LeaseCalled::Waiting(LeaseCall { waiting, lease: Some(self), stage, timed }),
         }
+    }
+
+    /// The lease given its instance back, the call's time recorded; when
+    /// the backend lost the instance, the error (the lease dropped without it).
+    fn called(mut self, stage: Stage, timed: Option<Instant>, outcome: CallOutcome) -> LeaseOutcome {
+        self.finish_timing(stage, timed);
+        let Called { instance, exchange, result } = outcome?;
+        self.instance = Some(instance);
+        Ok((self, exchange, result))
     }
 
     /// The start of a guest call when this one is timed
     /// ([`PluginBuilder::guest_time_sampling`]).
     fn start_timing(&mut self) -> Option<Instant> {
         let one_in = self.loaded.guest_time_sampling;
-        let pooled = self.instance.as_mut()?;
-        pooled.sampler.pick(one_in).then(Instant::now)
+        let record = self.record.as_mut()?;
+        record.sampler.pick(one_in).then(Instant::now)
     }
 
     /// Records a timed call's duration.
@@ -249,6 +263,7 @@ impl Lease {
     /// Drops the instance instead of returning it (after any trap).
     pub(crate) fn discard(&mut self) {
         self.instance = None;
+        self.record = None;
     }
 
     /// The most bytes of one body buffered for the guest.
@@ -270,18 +285,23 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.loaded.counters.lease_returned();
-        let kept = self.instance.take().and_then(|mut pooled| {
-            pooled.served += 1;
-            let keep = match self.loaded.isolation {
-                Isolation::Reuse => true,
-                Isolation::PerRequest => false,
-                Isolation::RecycleAfter(n) => pooled.served < n,
-            };
-            keep.then(|| {
-                pooled.instance.host().exchange = None;
-                pooled
-            })
-        });
+        // Without its instance (discarded, or lost with a call), the record
+        // goes: the instance is counted dead.
+        let kept = match (self.instance.take(), self.record.take()) {
+            (Some(mut instance), Some(mut record)) => {
+                record.served += 1;
+                let keep = match self.loaded.isolation {
+                    Isolation::Reuse => true,
+                    Isolation::PerRequest => false,
+                    Isolation::RecycleAfter(n) => record.served < n,
+                };
+                keep.then(|| {
+                    instance.host().exchange = None;
+                    Pooled { instance, record }
+                })
+            }
+            _ => None,
+        };
         if kept.is_none() && self.exchange.is_none() {
             return;
         }
@@ -321,28 +341,10 @@ impl LeaseCalled {
 /// A guest call on a lease's instance that waits.
 pub(crate) struct LeaseCall {
     waiting: Pin<Box<dyn Future<Output = CallOutcome> + Send>>,
-    /// The lease, and what its instance comes back to.
-    held: Option<(Lease, u64, CallSampler, Alive)>,
+    /// The lease, its instance out with the call.
+    lease: Option<Lease>,
     stage: Stage,
     timed: Option<Instant>,
-}
-
-impl LeaseCall {
-    /// The lease given its instance back, the call's time recorded.
-    fn finish(
-        held: &mut Option<(Lease, u64, CallSampler, Alive)>,
-        stage: Stage,
-        timed: Option<Instant>,
-        outcome: CallOutcome,
-    ) -> LeaseOutcome {
-        let (mut lease, served, sampler, alive) = held.take().expect("LeaseCall polled after completion");
-        let outcome = outcome.map(|Called { instance, exchange, result }| {
-            lease.instance = Some(Pooled { instance, served, sampler, _alive: alive });
-            (exchange, result)
-        });
-        lease.finish_timing(stage, timed);
-        outcome.map(|(exchange, result)| (lease, exchange, result))
-    }
 }
 
 impl Future for LeaseCall {
@@ -351,6 +353,7 @@ impl Future for LeaseCall {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LeaseOutcome> {
         let this = &mut *self;
         let outcome = ready!(this.waiting.as_mut().poll(cx));
-        Poll::Ready(Self::finish(&mut this.held, this.stage, this.timed, outcome))
+        let lease = this.lease.take().expect("LeaseCall polled after completion");
+        Poll::Ready(lease.called(this.stage, this.timed, outcome))
     }
 }
