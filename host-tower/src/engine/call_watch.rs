@@ -119,6 +119,53 @@ fn computing(waits: &BodyWaits) -> impl Fn() -> Duration + '_ {
     move || start.elapsed().saturating_sub(waits.total().saturating_sub(waits_at_start))
 }
 
+/// The schedule of one wait for a guest call's answer, shared by
+/// [`wait_for`] and [`wait_for_answer`]: until the call has computed for
+/// its deadline (its body waits left out), wait for what is left of it;
+/// then mark the call expired and wait in steps of [`POLL`] until
+/// [`ABANDON_AFTER`] past the deadline.
+struct Schedule<'a, R> {
+    ran: R,
+    deadline: Duration,
+    watch: &'a CallWatch,
+    expired: bool,
+}
+
+/// The schedule of a call that starts now.
+fn schedule<'a>(
+    deadline: Duration,
+    watch: &'a CallWatch,
+    waits: &'a BodyWaits,
+) -> Schedule<'a, impl Fn() -> Duration + 'a> {
+    Schedule { ran: computing(waits), deadline, watch, expired: false }
+}
+
+impl<R: Fn() -> Duration> Schedule<'_, R> {
+    /// How long the next wait may take; `None`: give the call up.
+    fn next_wait(&mut self) -> Option<Duration> {
+        if !self.expired {
+            let left = self.deadline.saturating_sub((self.ran)());
+            if !left.is_zero() {
+                return Some(left);
+            }
+            self.expired = true;
+            self.watch.expired.store(true, Ordering::Release);
+            return Some(POLL);
+        }
+        ((self.ran)() <= self.deadline + ABANDON_AFTER).then_some(POLL)
+    }
+
+    /// What a wait that got an answer, or learnt there is none, ended with.
+    fn waited<T>(&self, answer: Result<T, NoAnswer>) -> Option<Waited<T>> {
+        match answer {
+            Ok(v) if self.expired => Some(Waited::Stopped(v)),
+            Ok(v) => Some(Waited::InTime(v)),
+            Err(NoAnswer::Gone) => Some(Waited::Ended),
+            Err(NoAnswer::Timeout) => None,
+        }
+    }
+}
+
 /// Waits on this thread for the answer of a call that may compute for
 /// `deadline`, not counting its waits for the body, through `recv`, which
 /// waits for it at most the time it is given; past the deadline, marks
@@ -129,29 +176,13 @@ pub(crate) fn wait_for<T, E: Into<NoAnswer>>(
     watch: &CallWatch,
     waits: &BodyWaits,
 ) -> Waited<T> {
-    let ran = computing(waits);
-    loop {
-        let left = deadline.saturating_sub(ran());
-        if left.is_zero() {
-            break;
-        }
-        match recv(left).map_err(Into::into) {
-            Ok(v) => return Waited::InTime(v),
-            Err(NoAnswer::Gone) => return Waited::Ended,
-            Err(NoAnswer::Timeout) => {}
+    let mut schedule = schedule(deadline, watch, waits);
+    while let Some(wait) = schedule.next_wait() {
+        if let Some(waited) = schedule.waited(recv(wait).map_err(Into::into)) {
+            return waited;
         }
     }
-    watch.expired.store(true, Ordering::Release);
-    loop {
-        match recv(POLL).map_err(Into::into) {
-            Ok(v) => return Waited::Stopped(v),
-            Err(NoAnswer::Gone) => return Waited::Ended,
-            Err(NoAnswer::Timeout) => {}
-        }
-        if ran() > deadline + ABANDON_AFTER {
-            return Waited::Abandoned;
-        }
-    }
+    Waited::Abandoned
 }
 
 /// [`wait_for`] as a future, on tokio's timer: the caller's thread is free
@@ -162,29 +193,18 @@ pub(crate) async fn wait_for_answer<T>(
     watch: &CallWatch,
     waits: &BodyWaits,
 ) -> Waited<T> {
-    let ran = computing(waits);
-    loop {
-        let left = deadline.saturating_sub(ran());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, answer.recv()).await {
-            Ok(Some(v)) => return Waited::InTime(v),
-            Ok(None) => return Waited::Ended,
-            Err(_) => {}
-        }
-    }
-    watch.expired.store(true, Ordering::Release);
-    loop {
-        match tokio::time::timeout(POLL, answer.recv()).await {
-            Ok(Some(v)) => return Waited::Stopped(v),
-            Ok(None) => return Waited::Ended,
-            Err(_) => {}
-        }
-        if ran() > deadline + ABANDON_AFTER {
-            return Waited::Abandoned;
+    let mut schedule = schedule(deadline, watch, waits);
+    while let Some(wait) = schedule.next_wait() {
+        let received = match tokio::time::timeout(wait, answer.recv()).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(NoAnswer::Gone),
+            Err(_) => Err(NoAnswer::Timeout),
+        };
+        if let Some(waited) = schedule.waited(received) {
+            return waited;
         }
     }
+    Waited::Abandoned
 }
 
 /// Waits for `answer` at most `timeout`, parking this thread (for a
