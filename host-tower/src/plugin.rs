@@ -1,12 +1,14 @@
 //! A loaded guest module, its options, and how it is replaced at run time.
 
 use crate::error::{Error, Kind};
+use crate::local::LocalPlugin;
 use crate::metrics::{Counters, Metrics};
 use crate::pool::Loaded;
 use bytes::Bytes;
 use http_wasm_abi::{Features, HostFunction, LogLevel};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -343,7 +345,8 @@ impl PluginBuilder {
     pub fn build(self, wasm: impl AsRef<[u8]>) -> Result<Plugin, Error> {
         let counters = Arc::new(Counters::default());
         let loaded = Loaded::load(&self, wasm.as_ref(), counters.clone())?;
-        Ok(Plugin { slot: Arc::new(Slot { builder: self, current: RwLock::new(Arc::new(loaded)), counters }) })
+        let current = RwLock::new(Arc::new(loaded));
+        Ok(Plugin { slot: Arc::new(Slot { builder: self, current, generation: AtomicU64::new(0), counters }) })
     }
 
     pub(crate) fn check(&self) -> Result<(), Error> {
@@ -365,6 +368,9 @@ impl PluginBuilder {
 pub(crate) struct Slot {
     builder: PluginBuilder,
     current: RwLock<Arc<Loaded>>,
+    /// Counts the reloads: a [`LocalPlugin`]'s replica of an older
+    /// generation is replaced.
+    generation: AtomicU64,
     counters: Arc<Counters>,
 }
 
@@ -463,7 +469,10 @@ impl Plugin {
     pub fn reload(&self, wasm: impl AsRef<[u8]>) -> Result<(), Error> {
         match Loaded::load(&self.slot.builder, wasm.as_ref(), self.slot.counters.clone()) {
             Ok(loaded) => {
-                *self.slot.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+                let mut current = self.slot.current.write().unwrap_or_else(|e| e.into_inner());
+                *current = Arc::new(loaded);
+                self.slot.generation.fetch_add(1, Ordering::Release);
+                drop(current);
                 self.slot.counters.reloaded();
                 tracing::info!(target: "http_wasm", plugin = self.name(), "module reloaded");
                 Ok(())
@@ -476,9 +485,38 @@ impl Plugin {
         }
     }
 
+    /// A replica of this plugin for the current thread, for
+    /// [`LocalHttpWasm`](crate::LocalHttpWasm): the same module, options
+    /// and counters (so [`metrics`](Plugin::metrics) and
+    /// [`reload`](Plugin::reload) cover it), with an instance pool of its
+    /// own of [`PluginBuilder::pool_size`] instances, started as requests
+    /// need them. On wasmer its instances live on this thread and run
+    /// inline, without the hand-off to an instance thread the `Send`
+    /// service makes. See [`LocalPlugin`].
+    pub fn local(&self) -> LocalPlugin {
+        LocalPlugin::new(self.clone())
+    }
+
     /// The module serving new requests.
     pub(crate) fn loaded(&self) -> Arc<Loaded> {
         self.slot.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The module serving new requests, with its generation (how many
+    /// reloads came before it).
+    pub(crate) fn current(&self) -> (u64, Arc<Loaded>) {
+        let current = self.slot.current.read().unwrap_or_else(|e| e.into_inner());
+        (self.slot.generation.load(Ordering::Acquire), current.clone())
+    }
+
+    /// How many reloads succeeded so far.
+    pub(crate) fn generation(&self) -> u64 {
+        self.slot.generation.load(Ordering::Acquire)
+    }
+
+    /// [`PluginBuilder::pool_size`].
+    pub(crate) fn pool_size(&self) -> usize {
+        self.slot.builder.pool_size
     }
 
     pub(crate) fn counters(&self) -> &Counters {

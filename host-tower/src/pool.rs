@@ -33,6 +33,10 @@ pub(crate) struct Loaded {
     guest_time_sampling: u32,
     idle: Mutex<Idle>,
     counters: Arc<Counters>,
+    /// The instances are for calls on one thread only (a
+    /// [`LocalPlugin`](crate::LocalPlugin)'s replica; see
+    /// `CompiledModule::instantiate_bound`).
+    bound: bool,
 }
 
 impl Loaded {
@@ -63,7 +67,7 @@ impl Loaded {
             options.isolation,
         )?;
         let imports = module.checked().host_imports.clone();
-        let mut first = Pooled::start(&*module, &shared, &counters, options.guest_time_sampling)?;
+        let mut first = Pooled::start(&*module, false, &shared, &counters, options.guest_time_sampling)?;
         let module_features = first.instance.host().module_features;
         let reach = &analysis.reach;
         let reads_headers =
@@ -82,7 +86,29 @@ impl Loaded {
             guest_time_sampling: options.guest_time_sampling,
             idle: Mutex::new(Idle { instances: vec![first], exchanges: Vec::new() }),
             counters,
+            bound: false,
         })
+    }
+
+    /// The same module with a pool of its own, of `pool_size` instances
+    /// bound to the calling thread (started as requests need them), its
+    /// counters shared: a [`LocalPlugin`](crate::LocalPlugin)'s replica.
+    pub(crate) fn replica(&self, pool_size: usize) -> Loaded {
+        Loaded {
+            shared: self.shared.clone(),
+            module: self.module.clone(),
+            imports: self.imports.clone(),
+            module_features: self.module_features,
+            reads_headers: self.reads_headers,
+            reads_uri: self.reads_uri,
+            permits: Arc::new(Semaphore::new(pool_size)),
+            pool_wait: self.pool_wait,
+            isolation: self.isolation,
+            guest_time_sampling: self.guest_time_sampling,
+            idle: Mutex::new(Idle { instances: Vec::new(), exchanges: Vec::new() }),
+            counters: self.counters.clone(),
+            bound: true,
+        }
     }
 }
 
@@ -134,11 +160,13 @@ impl Drop for Alive {
 impl Pooled {
     fn start(
         module: &dyn CompiledModule,
+        bound: bool,
         shared: &Arc<Shared>,
         counters: &Arc<Counters>,
         guest_time_sampling: u32,
     ) -> Result<Pooled, Error> {
-        let instance = module.instantiate(HostState::new(shared.clone()))?;
+        let host = HostState::new(shared.clone());
+        let instance = if bound { module.instantiate_bound(host)? } else { module.instantiate(host)? };
         counters.instance_started();
         let record =
             Record { served: 0, sampler: CallSampler::new(guest_time_sampling), _alive: Alive(counters.clone()) };
@@ -189,7 +217,13 @@ impl Lease {
         };
         let Pooled { instance, record } = match idle {
             Some(i) => i,
-            None => Pooled::start(&*loaded.module, &loaded.shared, &loaded.counters, loaded.guest_time_sampling)?,
+            None => Pooled::start(
+                &*loaded.module,
+                loaded.bound,
+                &loaded.shared,
+                &loaded.counters,
+                loaded.guest_time_sampling,
+            )?,
         };
         loaded.counters.lease_taken();
         Ok(Lease { instance: Some(instance), record: Some(record), exchange, loaded, _permit: permit })

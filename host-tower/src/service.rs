@@ -8,7 +8,7 @@ use crate::host::body::PREFETCH_LIMIT;
 use crate::host::exchange::{Framing, set_content_length};
 use crate::host::{BodyState, Exchange, HostError, Phase};
 use crate::metrics::Stage;
-use crate::pool::{Lease, LeaseCalled, LeaseOutcome};
+use crate::pool::{Lease, LeaseCalled, LeaseOutcome, Loaded};
 use crate::{DefaultFailureResponse, Error, FailurePolicy, FailureResponse, Plugin};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -18,6 +18,7 @@ use http_wasm_abi::{CtxNext, Feature};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -88,9 +89,10 @@ where
     }
 }
 
-struct Run<F> {
-    plugin: Plugin,
-    on_failure: F,
+/// One request's run through a plugin, with the failure policy.
+pub(crate) struct Run<F> {
+    pub(crate) plugin: Plugin,
+    pub(crate) on_failure: F,
 }
 
 fn box_body<B>(body: B) -> crate::host::BoxBody
@@ -243,10 +245,12 @@ impl<F: FailureResponse> Run<F> {
         Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)))
     }
 
-    /// One request through the guest, as its phases: receive, acquire,
+    /// One request through the guest, as its phases: receive, acquire
+    /// (from `loaded`: the plugin's module, or a local replica's),
     /// request phase, forward, response phase, respond.
-    async fn exchange<S, ReqBody, ResBody>(
+    pub(crate) async fn exchange<S, ReqBody, ResBody>(
         self,
+        loaded: Arc<Loaded>,
         mut inner: S,
         req: Request<ReqBody>,
     ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
@@ -261,7 +265,6 @@ impl<F: FailureResponse> Run<F> {
         let counters = self.plugin.counters();
         counters.request();
         let fail_open = self.plugin.failure_policy() == FailurePolicy::Open;
-        let loaded = self.plugin.loaded();
         let features = loaded.module_features;
         let body_limit = loaded.body_limit();
         let (parts, body) = req.into_parts();
@@ -366,7 +369,8 @@ impl<F: FailureResponse> Run<F> {
     {
         let fast = self.plugin.failure_policy() == FailurePolicy::Closed && req.body().is_end_stream();
         let Some(lease) = fast.then(|| Lease::try_acquire(self.plugin.loaded())).flatten() else {
-            return ResponseFuture::boxed(Box::pin(self.exchange(inner, req)));
+            let loaded = self.plugin.loaded();
+            return ResponseFuture::boxed(Box::pin(self.exchange(loaded, inner, req)));
         };
         let counters = self.plugin.counters();
         counters.request();

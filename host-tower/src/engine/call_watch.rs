@@ -24,10 +24,16 @@
 //!
 //! Time the guest spends waiting for the client's body does not count
 //! ([`BodyWaits`]).
+//!
+//! An instance bound to the caller's thread (`wasmer::Bound`) has no
+//! waiting side: its call is armed with the instant its deadline passes
+//! ([`CallWatch::arm`]), and each host function compares the clock with
+//! it. Such a call never waits for a body (what it may read arrived before
+//! it started), so its deadline is wall time.
 
 use crate::host::waits::BodyWaits;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -59,6 +65,20 @@ pub(crate) const ABANDON_AFTER: Duration = Duration::from_secs(5);
 pub(crate) struct CallWatch {
     /// Set past the wall-time deadline: host functions trap.
     expired: AtomicBool,
+    /// For a call armed on its own thread: when its deadline passes, in
+    /// nanoseconds since [`epoch`] (0: not armed).
+    until: AtomicU64,
+}
+
+/// The instant armed deadlines count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds from [`epoch`] to `at` (at least 1: 0 means not armed).
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A host call made after the call's deadline.
@@ -68,7 +88,27 @@ pub(crate) struct Expired;
 impl CallWatch {
     /// At a host function's entry.
     pub(crate) fn enter(&self) -> Result<(), Expired> {
-        if self.expired.load(Ordering::Acquire) { Err(Expired) } else { Ok(()) }
+        if self.expired.load(Ordering::Acquire) {
+            return Err(Expired);
+        }
+        match self.until.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            until if since_epoch(Instant::now()) > until => Err(Expired),
+            _ => Ok(()),
+        }
+    }
+
+    /// Before a call that runs on the caller's thread: it expires
+    /// `deadline` from now.
+    pub(crate) fn arm(&self, deadline: Duration) {
+        self.reset();
+        let until = Instant::now().checked_add(deadline).map_or(u64::MAX, since_epoch);
+        self.until.store(until, Ordering::Relaxed);
+    }
+
+    /// After a call [`arm`](Self::arm)ed.
+    pub(crate) fn disarm(&self) {
+        self.until.store(0, Ordering::Relaxed);
     }
 
     /// At a host function's exit (which may have waited past the deadline).

@@ -14,6 +14,8 @@ mod call_watch;
 #[cfg(feature = "wasmer")]
 pub(crate) mod wasmer;
 #[cfg(feature = "wasmer")]
+mod wasmer_bound;
+#[cfg(feature = "wasmer")]
 mod wasmer_rewrite;
 #[cfg(feature = "wasmtime")]
 pub(crate) mod wasmtime;
@@ -69,6 +71,13 @@ pub(crate) trait CompiledModule: Send + Sync {
 
     /// A new instance with its start function run.
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error>;
+
+    /// A new instance for calls made only on the current thread (a
+    /// [`LocalPlugin`](crate::LocalPlugin)'s): a backend whose stores may
+    /// not move runs them inline there instead of on a thread of their own.
+    fn instantiate_bound(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
+        self.instantiate(host)
+    }
 }
 
 /// One live instance of a guest.

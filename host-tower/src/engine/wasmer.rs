@@ -337,6 +337,10 @@ impl CompiledModule for WasmerModule {
         &self.checked
     }
 
+    fn instantiate_bound(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
+        WasmerModule::instantiate_bound(self, host)
+    }
+
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let (jobs, mut inbox) = channel::unbounded_channel::<Job>();
         let (answer, answers) = channel::unbounded_channel::<Reply>();
@@ -508,7 +512,7 @@ impl GuestInstance for Proxy {
 
 impl WasmerModule {
     /// A new instance on the current thread, its start function run.
-    fn instantiate_here(&self, host: HostState, watch: Arc<CallWatch>) -> Result<WasmerInstance, Error> {
+    pub(super) fn instantiate_here(&self, host: HostState, watch: Arc<CallWatch>) -> Result<WasmerInstance, Error> {
         let mut store = Store::new(self.engine.clone());
         let budget = call_watch::operator_budget(host.shared.deadline);
         let env = FunctionEnv::new(&mut store, StoreData { host, memory: None, watch });
@@ -567,7 +571,7 @@ impl WasmerModule {
     }
 }
 
-struct WasmerInstance {
+pub(super) struct WasmerInstance {
     store: Store,
     env: FunctionEnv<StoreData>,
     /// For the metering globals.
@@ -581,17 +585,17 @@ struct WasmerInstance {
 }
 
 impl WasmerInstance {
-    fn host(&mut self) -> &mut HostState {
+    pub(super) fn host(&mut self) -> &mut HostState {
         &mut self.env.as_mut(&mut self.store).host
     }
 
-    fn handle_request(&mut self) -> Result<i64, Error> {
+    pub(super) fn handle_request(&mut self) -> Result<i64, Error> {
         self.refuel();
         let out = self.handle_request.call(&mut self.store);
         out.map_err(|e| self.call_error("handle_request", e))
     }
 
-    fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
+    pub(super) fn handle_response(&mut self, req_ctx: u32, is_error: bool) -> Result<(), Error> {
         self.refuel();
         let out = self.handle_response.call(&mut self.store, req_ctx as i32, is_error as i32);
         out.map_err(|e| self.call_error("handle_response", e))
