@@ -11,6 +11,7 @@ mod fuzz;
 mod harness;
 mod headers;
 mod limits;
+mod local;
 mod metrics;
 mod policies;
 mod reload;
