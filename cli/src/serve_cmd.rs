@@ -8,7 +8,7 @@ use crate::serve::proxy::{self, Next, Upstream};
 use crate::serve::settings::{self, Settings, positive};
 use crate::serve::tls::ServerCert;
 use crate::serve::workers::{self, Workers};
-use crate::serve::{self, Gateway, dapr};
+use crate::serve::{self, dapr};
 use bytes::Bytes;
 use clap::ArgMatches;
 use std::ffi::OsString;
@@ -36,10 +36,11 @@ pub struct ServeArgs {
     /// How many threads serve connections, each a single-threaded runtime
     /// with its own listener on --listen (`SO_REUSEPORT`; the kernel
     /// spreads new connections over them), its own upstream connections,
-    /// and its connections' requests never handed to another thread. The
-    /// filters, their instance pools (--pool-size is per filter, not per
-    /// worker), `/metrics` and --max-connections are shared. Default: the
-    /// number of cores available to the process.
+    /// its own instances of each filter (--pool-size is per worker), and
+    /// its connections' requests and guest calls never handed to another
+    /// thread. The filters' modules and reloads, `/metrics` and
+    /// --max-connections are shared. Default: the number of cores
+    /// available to the process.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
     /// Serve HTTPS: the certificate chain (PEM, the server's certificate
@@ -153,10 +154,11 @@ pub struct ServeArgs {
     /// component's `failurePolicy` metadata overrides it.
     #[arg(long, value_name = "POLICY", default_value = "closed", value_parser = settings::failure_policy)]
     failure_policy: FailurePolicy,
-    /// The most instances of each filter alive at once, hence the most
-    /// requests a filter handles concurrently; further requests wait for a
-    /// free instance (see --pool-wait). A Dapr component's `poolSize`
-    /// metadata overrides it. Default: 16.
+    /// The most instances of each filter alive at once on each worker
+    /// (--workers times this in all), hence the most requests a filter
+    /// handles concurrently on a worker; further requests on that worker
+    /// wait for a free instance there (see --pool-wait). A Dapr
+    /// component's `poolSize` metadata overrides it. Default: 16.
     #[arg(long, value_name = "N", default_value = "16", value_parser = settings::count)]
     pool_size: usize,
     /// How long a request waits for a free filter instance when all are
@@ -419,9 +421,9 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> Result<ExitCode, Stri
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
     };
-    let gateways =
-        upstreams.into_iter().map(|next| Gateway { pipeline: filters.chain(next), forwarded: args.forwarded });
-    let workers = Workers::start(listeners.into_iter().zip(gateways).collect(), tls.clone(), limits).await?;
+    let workers =
+        Workers::start(listeners.into_iter().zip(upstreams).collect(), &filters, args.forwarded, tls.clone(), limits)
+            .await?;
     // Every filter is loaded and every worker accepts: ready from before
     // "listening" is printed until a stop signal, then not ready while the
     // open requests drain.

@@ -8,13 +8,19 @@
 //! again, so an idle client never holds a connection slot for long.
 //! HTTP/2 connections are also pinged, so a peer that vanished is noticed
 //! even while a stream waits.
+//!
+//! A connection runs on its worker's thread (a task of the worker's
+//! [`tokio::task::LocalSet`]), and so do its HTTP/2 streams
+//! ([`LocalExecutor`]): its requests' filters are the worker's own
+//! replicas, which never leave that thread.
 
 use super::Limits;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,10 +40,24 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// to close before it is dropped.
 const DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
+/// The executor of a connection's HTTP/2 streams: each a task of the
+/// current thread's [`tokio::task::LocalSet`], so a stream's future (its
+/// request through the worker's filters) need not be `Send`. Used only
+/// from within a `LocalSet` (a worker's), where hyper spawns the streams
+/// of a connection it is polling.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalExecutor;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExecutor {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
 /// The server's per-connection settings: HTTP/1.1's head timeout, HTTP/2's
-/// keep-alive pings.
-pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// keep-alive pings, HTTP/2 streams on the current thread.
+pub fn builder(limits: Limits) -> auto::Builder<LocalExecutor> {
+    let mut builder = auto::Builder::new(LocalExecutor);
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(PING_INTERVAL).keep_alive_timeout(PING_TIMEOUT);
     builder

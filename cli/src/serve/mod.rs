@@ -59,8 +59,9 @@ pub fn plain(status: StatusCode) -> Response<OutBody> {
     res
 }
 
-/// What `serve` runs: the pipeline and the policies applied where requests
-/// arrive.
+/// What a worker runs: its pipeline and the policies applied where
+/// requests arrive. Built on the worker's thread (its filters are that
+/// thread's replicas), and stays there.
 #[derive(Clone, Debug)]
 pub struct Gateway {
     /// The filters and the upstream.

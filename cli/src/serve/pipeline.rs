@@ -1,4 +1,6 @@
-//! An ordered chain of filters, each an `HttpWasmLayer`, the first outermost.
+//! An ordered chain of filters, the first outermost: loaded once
+//! ([`Filters`]), chained by each worker from its own replicas of them
+//! ([`Pipeline`], each filter a `LocalHttpWasm`).
 
 use super::body_timeout::DEFAULT_BODY_TIMEOUT;
 use super::proxy::{Next, ProxyError};
@@ -8,12 +10,14 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::ServiceExt;
-use tower::util::BoxCloneService;
-use tower_http_wasm::{Engine, HttpWasm, Plugin, RequestBody};
+use tower_http_wasm::{Engine, LocalHttpWasm, LocalPlugin, Plugin, RequestBody};
 
 /// One filter to load.
 #[derive(Clone, Debug)]
@@ -75,19 +79,52 @@ pub fn unique_names(filters: &mut [FilterSpec]) {
     }
 }
 
-/// The service behind a filter: the rest of the chain. Its error is the
-/// upstream's failure, which each filter sees as `is_error = 1` in
-/// `handle_response` before passing it out.
-type Inner = BoxCloneService<Request<RequestBody>, Response<OutBody>, ProxyError>;
+/// What a filter's service returns: the rest of the chain's response, or
+/// the upstream's failure.
+type Answer = Pin<Box<dyn Future<Output = Result<Response<OutBody>, ProxyError>>>>;
 
-/// The loaded chain, ready to serve requests of any body type.
+/// The service behind a filter: the rest of the chain, a shared function
+/// of the worker's thread (cloned per request: a count, not a copy). Its
+/// error is the upstream's failure, which each filter sees as
+/// `is_error = 1` in `handle_response` before passing it out. (tower's
+/// `BoxCloneService` needs `Send`; the worker's filters are not.)
+#[derive(Clone)]
+pub struct Rest(Rc<dyn Fn(Request<RequestBody>) -> Answer>);
+
+impl tower::Service<Request<RequestBody>> for Rest {
+    type Response = Response<OutBody>;
+    type Error = ProxyError;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Answer {
+        (self.0)(req)
+    }
+}
+
+impl Rest {
+    /// `filter` in front of `self`.
+    fn behind(self, filter: LocalPlugin) -> Rest {
+        let svc = LocalHttpWasm::new(self, filter);
+        Rest(Rc::new(move |req| {
+            let svc = svc.clone();
+            Box::pin(async move { svc.oneshot(req).await.map(|res| res.map(|b| b.boxed_unsync())) })
+        }))
+    }
+}
+
+/// A worker's chain, ready to serve requests of any body type: it and its
+/// clones stay on the thread that built it (see [`Filters::chain`]).
 #[derive(Clone)]
 pub enum Pipeline {
     /// No filter: straight to the next handler (shared by the clones: one
     /// per request), with the body timeout.
-    Plain(Arc<Next>, Duration),
+    Plain(Rc<Next>, Duration),
     /// The outermost filter around the rest.
-    Filtered(HttpWasm<Inner>),
+    Filtered(LocalHttpWasm<Rest>),
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -99,21 +136,13 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-fn boxed<S, B>(svc: S) -> Inner
-where
-    S: tower::Service<Request<RequestBody>, Response = Response<B>, Error = ProxyError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes, Error = BodyError> + Send + 'static,
-{
-    BoxCloneService::new(svc.map_response(|res: Response<B>| res.map(|b| b.boxed_unsync())))
-}
-
 /// The loaded filters, in order, and what the chain needs besides them:
-/// built once, then chained in front of each worker's own next handler.
+/// loaded once, then each worker chains its own replicas of them in front
+/// of its own next handler.
 #[derive(Clone, Debug)]
 pub struct Filters {
     /// The filters, first outermost (clones share each plugin's module,
-    /// pool and counters).
+    /// pool and counters; each worker serves with its own replicas).
     pub loaded: Vec<Loaded>,
     /// How long a request body may stall on its way to the upstream: the
     /// shortest of the filters' body timeouts (the flag's without filters).
@@ -143,21 +172,25 @@ impl Filters {
         Ok(Filters { loaded, body_timeout })
     }
 
-    /// The chain of these filters in front of `next`.
+    /// The chain of these filters in front of `next`, for the current
+    /// thread: each filter a replica of its plugin made here
+    /// ([`Plugin::local`]: its own instances, which run on this thread and
+    /// never leave it; the module, counters and reloads stay the plugin's).
+    /// Built on each worker's thread, once.
     pub fn chain(&self, next: Next) -> Pipeline {
         let body_timeout = self.body_timeout;
-        let Some(first) = self.loaded.first().map(|l| l.plugin.clone()) else {
-            return Pipeline::Plain(Arc::new(next), body_timeout);
+        let next = Rc::new(next);
+        let Some((first, rest)) = self.loaded.split_first() else {
+            return Pipeline::Plain(next, body_timeout);
         };
-        let next = Arc::new(next);
-        let mut inner: Inner = boxed(tower::service_fn(move |req: Request<RequestBody>| {
+        let mut inner = Rest(Rc::new(move |req| {
             let next = next.clone();
-            async move { next.call(req, body_timeout).await }
+            Box::pin(async move { next.call(req, body_timeout).await })
         }));
-        for l in self.loaded.iter().skip(1).rev() {
-            inner = boxed(HttpWasm::new(inner, l.plugin.clone()));
+        for l in rest.iter().rev() {
+            inner = inner.behind(l.plugin.local());
         }
-        Pipeline::Filtered(HttpWasm::new(inner, first))
+        Pipeline::Filtered(LocalHttpWasm::new(inner, first.plugin.local()))
     }
 }
 

@@ -1,7 +1,8 @@
 //! One runtime per core: `serve --workers N` runs N threads, each a tokio
 //! current-thread runtime accepting on its own listener, so a connection,
-//! its requests and its upstream exchanges stay on the thread that
-//! accepted it and no request is handed to another thread.
+//! its requests, its filters' guest calls and its upstream exchanges stay
+//! on the thread that accepted it and no request is handed to another
+//! thread.
 //!
 //! With more than one worker every listener is bound to the same address
 //! with `SO_REUSEPORT` (Linux spreads new connections over them by a hash
@@ -11,14 +12,26 @@
 //! address and take a share of the connections instead of failing.) Each
 //! worker has its own upstream HTTP/1.1 pool (its share of
 //! `--upstream-max-idle`; over HTTP/2 one connection serves all workers),
-//! its own connection tasks and timers. What the workers share: the filters (each
-//! filter's plugin, its module, instance pool and counters, so
-//! `--pool-size`, reloads and `/metrics` mean what they mean with one
-//! worker), the gateway's metrics, the `--max-connections` slots and the
+//! its own connection tasks and timers, and its own replica of each filter
+//! ([`Plugin::local`](tower_http_wasm::Plugin::local), made on the
+//! worker's thread): its own instance pool, so `--pool-size` is per
+//! worker (a filter has at most `--pool-size` instances on each worker,
+//! `--workers` times that in all), and instances that run on the worker's
+//! thread, inline (on wasmer too: a store never leaves its thread). The
+//! worker's connections are tasks of its [`LocalSet`], their HTTP/2
+//! streams too ([`connection::LocalExecutor`]).
+//!
+//! What the workers share: each filter's module, options and counters (so
+//! `/metrics` counts every worker's requests, and a reload, of the shared
+//! plugin, reaches every replica: each rebuilds itself on its next
+//! request), the gateway's metrics, the `--max-connections` slots and the
 //! stop signal. The control thread (the caller's runtime) keeps the
 //! signals, the reload watcher and the admin listener, and after a stop
 //! waits for the workers' connections to end.
 
+use super::forwarded::Forwarded;
+use super::pipeline::Filters;
+use super::proxy::Next;
 use super::{Gateway, Limits, connection, tls};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -28,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::LocalSet;
 use tracing::Instrument;
 
 /// The default of `--workers`: the number of cores available to the
@@ -91,20 +105,23 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts one worker thread per listener, each serving its gateway
+    /// Starts one worker thread per listener, each serving `filters` in
+    /// front of its own next handler, with its own replicas of the filters
     /// (see the [module](self) docs). Returns once every worker accepts,
     /// or with the first worker's failure to start.
     pub async fn start(
-        workers: Vec<(std::net::TcpListener, Gateway)>,
+        workers: Vec<(std::net::TcpListener, Next)>,
+        filters: &Filters,
+        forwarded: Forwarded,
         tls: Option<tokio_rustls::TlsAcceptor>,
         limits: Limits,
     ) -> Result<Workers, String> {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let (stop, stopping) = watch::channel(false);
         let mut started = Vec::new();
-        for (i, (listener, gateway)) in workers.into_iter().enumerate() {
+        for (i, (listener, next)) in workers.into_iter().enumerate() {
             let (ready, accepting) = oneshot::channel();
-            let (tls, slots, stopping) = (tls.clone(), slots.clone(), stopping.clone());
+            let (tls, slots, stopping, filters) = (tls.clone(), slots.clone(), stopping.clone(), filters.clone());
             let spawned = std::thread::Builder::new().name(format!("http-wasm-worker-{i}")).spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
@@ -113,7 +130,7 @@ impl Workers {
                         return;
                     }
                 };
-                runtime.block_on(async move {
+                LocalSet::new().block_on(&runtime, async move {
                     let listener = match TcpListener::from_std(listener) {
                         Ok(l) => l,
                         Err(e) => {
@@ -121,6 +138,8 @@ impl Workers {
                             return;
                         }
                     };
+                    // This thread's replicas of the filters.
+                    let gateway = Gateway { pipeline: filters.chain(next), forwarded };
                     let _ = ready.send(Ok(()));
                     accept(i, listener, tls, gateway, limits, slots, stopping).await;
                     // Its connections drain on this runtime: it runs until
@@ -155,9 +174,10 @@ impl Workers {
     }
 }
 
-/// Worker `index`'s accept loop: serves `gateway` on `listener` until
-/// `stopping` turns true, then closes the listener and tells its
-/// connections to finish (see [`connection::drive`]). A connection takes
+/// Worker `index`'s accept loop: serves `gateway` on `listener`, each
+/// connection a task of the worker's [`LocalSet`], until `stopping` turns
+/// true, then closes the listener and tells its connections to finish
+/// (see [`connection::drive`]). A connection takes
 /// one of the process's `slots` before it is accepted, and holds it until
 /// it ends. With `tls`, every connection starts with its handshake (within
 /// [`Limits::header_timeout`]).
@@ -217,7 +237,7 @@ async fn accept(
         let stopping = stopping.clone();
         if let Some(tls) = &tls {
             let (tls, builder) = (tls.clone(), builder.clone());
-            tokio::spawn(async move {
+            tokio::task::spawn_local(async move {
                 let _slot = slot;
                 let Some(stream) = tls::accept(&tls, stream, limits.header_timeout, peer).await else { return };
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -226,7 +246,7 @@ async fn accept(
             continue;
         }
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-        tokio::spawn(async move {
+        tokio::task::spawn_local(async move {
             let _slot = slot;
             connection::drive(conn, &activity, limits, stopping, peer).await;
         });

@@ -39,20 +39,26 @@ async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
+/// The most instances of the guest a [`hostile_gateway`] may hold: a pool
+/// of 16 on each of its 2 workers, and the plugin's own first instance
+/// (made when the filter loads; the workers serve with their replicas).
+const MOST_INSTANCES: u64 = 2 * 16 + 1;
+
 /// A gateway in front of `up` with the two test filters (a buffering one
 /// and a pass-through one, chosen by path: the buffering guest runs in
-/// front of everything, which makes every request body buffered), an
-/// admin port, and its log at `warn`.
+/// front of everything, which makes every request body buffered), 2
+/// workers, an admin port, and its log at `warn`.
 fn hostile_gateway(tag: &str, up: SocketAddr, buffering: bool) -> Server {
     let dir = tempdir(tag);
     let wasm = if buffering { guests::buffering() } else { guests::versioned("v") };
     std::fs::write(dir.join("guest.wasm"), wasm).unwrap();
-    Server::gateway_with_log(&dir, up, &["--filter", "guest.wasm", "--admin", "127.0.0.1:0"], "warn")
+    let args = ["--workers", "2", "--filter", "guest.wasm", "--admin", "127.0.0.1:0"];
+    Server::gateway_with_log(&dir, up, &args, "warn")
 }
 
 /// The gateway still serves a normal request, on a new connection, over
 /// both protocols; its log has no panic; and once idle it holds no more
-/// instances than its pool (16).
+/// instances than its pools ([`MOST_INSTANCES`]).
 async fn still_serving(gw: &Server) {
     for http2 in [false, true] {
         let got = send(&client(http2), Request::post(url(gw.addr, "/after")).body(full("after")).unwrap()).await;
@@ -61,7 +67,7 @@ async fn still_serving(gw: &Server) {
     }
     assert!(!gw.log().contains("panicked"), "{}", gw.log());
     let instances = metric(gw.admin(), "http_wasm_instances", "guest").await;
-    assert!(instances <= 16, "{instances} instances alive");
+    assert!(instances <= MOST_INSTANCES, "{instances} instances alive");
 }
 
 /// Sends `head` (and `body`) on a raw connection and reads until the
@@ -316,7 +322,7 @@ async fn a_client_that_disconnects_mid_body_leaves_the_server_serving() {
         // Every abandoned request gave its instance back.
         let admin = gw.admin();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while metric(admin, "http_wasm_instances", "guest").await > 16 {
+        while metric(admin, "http_wasm_instances", "guest").await > MOST_INSTANCES {
             assert!(std::time::Instant::now() < deadline);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -62,7 +62,9 @@ tower_http_wasm::per_engine! {
         let (up, arrived, gate) = held_upstream("released").await;
         let dir = tempdir(&format!("knobs-pool-{}", engine.name()));
         std::fs::write(dir.join("next.wasm"), guests::next_and_log(false)).unwrap();
-        let flags = ["--engine", engine.name(), "--pool-size", "1", "--pool-wait", "200ms"];
+        // One worker: a pool is each worker's, and the two requests come
+        // on two connections, which two workers could take one each.
+        let flags = ["--engine", engine.name(), "--workers", "1", "--pool-size", "1", "--pool-wait", "200ms"];
 
         let mut args = flags.to_vec();
         args.extend(["--filter", "next.wasm"]);

@@ -160,13 +160,28 @@ tower_http_wasm::per_engine! {
         let dir = tempdir(&format!("metrics-{}", engine.name()));
         std::fs::write(dir.join("first.wasm"), guests::versioned("1")).unwrap();
         std::fs::write(dir.join("second.wasm"), guests::versioned("2")).unwrap();
+        // One worker, whose instances serve every request (instances are
+        // each worker's, and the client may open a second connection).
         let gw = Server::gateway(
             &dir,
             up,
-            &["--engine", engine.name(), "--filter", "first.wasm", "--filter", "second.wasm", "--admin", "127.0.0.1:0"],
+            &[
+                "--engine",
+                engine.name(),
+                "--workers",
+                "1",
+                "--filter",
+                "first.wasm",
+                "--filter",
+                "second.wasm",
+                "--admin",
+                "127.0.0.1:0",
+            ],
         );
         let admin = gw.admin();
-        // Before any request: every series at zero, one instance each.
+        // Before any request: every series at zero, one instance each (the
+        // plugin's own, made when the filter loads; the worker starts its
+        // own at its first request).
         let text = scrape(admin).await;
         for filter in ["first", "second"] {
             assert_eq!(value(&text, "http_wasm_requests_total", filter), Some(0), "{text}");
@@ -205,9 +220,11 @@ tower_http_wasm::per_engine! {
             assert_eq!(value(&text, metric, "first"), Some(first), "{metric} {at}");
             assert_eq!(value(&text, metric, "second"), Some(second), "{metric} {at}");
         }
-        // Each trapping request discarded its instance: two more started.
-        assert_eq!(value(&text, "http_wasm_instances_started_total", "first"), Some(3), "{at}");
-        assert_eq!(value(&text, "http_wasm_instances", "first"), Some(1), "{at}");
+        // The plugin's own and the worker's first; each trapping request
+        // discarded the worker's instance: two more started. Alive: the
+        // plugin's and the worker's.
+        assert_eq!(value(&text, "http_wasm_instances_started_total", "first"), Some(4), "{at}");
+        assert_eq!(value(&text, "http_wasm_instances", "first"), Some(2), "{at}");
         // The exposition format: HELP and TYPE once per metric, before its
         // series (a counter's family is named without `_total`).
         let lines: Vec<&str> = text.lines().collect();

@@ -35,7 +35,10 @@ async fn counts(addr: SocketAddr, n: usize) -> Vec<u32> {
 }
 
 fn serve_args<'a>(upstream: &'a str, engine: Engine, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--upstream", upstream, "--engine", engine.name()];
+    // One worker: instances are each worker's, and a request the client
+    // sends on a new connection could reach the other worker's.
+    let mut args =
+        vec!["serve", "--listen", "127.0.0.1:0", "--upstream", upstream, "--engine", engine.name(), "--workers", "1"];
     args.extend(extra);
     args
 }
