@@ -3,7 +3,9 @@
 # of its native baseline, counted by valgrind's callgrind: exact and
 # repeatable where timings on a shared machine are not.
 #
-#   bash benches/instructions.sh [ROW...]     (rows: native wasmtime wasmer)
+#   bash benches/instructions.sh [ROW...]
+#   (rows: native wasmtime wasmer local-wasmtime local-wasmer; the default:
+#   all five. `local-`: through the local service, LocalHttpWasm)
 #
 # Each row runs twice, with 2,000 and 12,000 requests; the difference over
 # 10,000 is one request's count, without the process start, the module's
@@ -12,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt install valgrind)" >&2; exit 1; }
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(native wasmtime wasmer)
+[ ${#rows[@]} -gt 0 ] || rows=(native wasmtime wasmer local-wasmtime local-wasmer)
 
 cargo build --release -p http-wasm-benches --example instructions
 bin=target/release/examples/instructions
@@ -27,9 +29,9 @@ count() { # ROW N -> total instructions
     sed -n 's/^summary: //p' "$out/$1.$2"
 }
 
-printf '%-10s %s\n' row 'instructions per request'
+printf '%-15s %s\n' row 'instructions per request'
 for row in "${rows[@]}"; do
     low=$(count "$row" 2000)
     high=$(count "$row" 12000)
-    printf '%-10s %d\n' "$row" $(((high - low) / 10000))
+    printf '%-15s %d\n' "$row" $(((high - low) / 10000))
 done

@@ -1,5 +1,6 @@
 //! Per-request overhead of a guest, next to the same work as native tower
-//! middleware, on every engine. `cargo bench -p http-wasm-benches`.
+//! middleware, on every engine, through the `Send` service and the local
+//! one (`next/local-<engine>`). `cargo bench -p http-wasm-benches`.
 //!
 //! The `isolation` group prices a fresh instance per request
 //! ([`Isolation::PerRequest`]) against reusing one ([`Isolation::Reuse`]):
@@ -12,7 +13,7 @@ use http_wasm_benches::{Answer, PassThroughLayer, empty_ok, noop_guest, one_requ
 use http_wasm_guest_build::Target;
 use std::hint::black_box;
 use tower::ServiceBuilder;
-use tower_http_wasm::{Engine, HttpWasmLayer, Isolation, Plugin};
+use tower_http_wasm::{Engine, HttpWasmLayer, Isolation, LocalHttpWasmLayer, Plugin};
 
 const ROUTER_CONFIG: &str = r#"{"routes":[{"prefix":"/api","to":"/v1","header":"api"}]}"#;
 
@@ -31,6 +32,10 @@ fn noop(c: &mut Criterion) {
             let name = format!("{}/{engine}", if next { "next" } else { "no_next" });
             g.bench_function(name, |b| b.iter(|| one_request(&rt, black_box(&svc))));
         }
+        // The local service: the replica's instances run on this thread.
+        let plugin = Plugin::builder().engine(engine).pool_size(1).build(noop_guest(true)).expect("guest loads");
+        let svc = ServiceBuilder::new().layer(LocalHttpWasmLayer::new(plugin.local())).service_fn(empty_ok);
+        g.bench_function(format!("next/local-{engine}"), |b| b.iter(|| one_request(&rt, black_box(&svc))));
     }
     g.finish();
 }
