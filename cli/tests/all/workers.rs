@@ -3,7 +3,10 @@
 //! answered and spread over the workers (the debug log names the worker
 //! that accepted each connection),
 //! `/metrics` counts every worker's requests, a reload reaches every
-//! worker, and SIGTERM drains the requests in flight on all of them.
+//! worker, and SIGTERM drains the requests in flight on all of them. Each
+//! worker has its own instances of each filter (`--pool-size` is per
+//! worker), and on wasmer they run on the worker's thread: they start no
+//! thread of their own, as the `Send` service's instances do.
 
 use crate::guests;
 use crate::metrics::{histogram, scrape, value, wait_metric};
@@ -12,7 +15,8 @@ use crate::process::{Server, replace, run, tempdir};
 use http::Response;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many connections the tests open: with two workers, the chance that
 /// the kernel puts all of them on one listener is 2^-63.
@@ -183,4 +187,136 @@ fn the_workers_flag_says_its_default_and_refuses_zero() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--workers") && stderr.contains('0'), "{stderr}");
+}
+
+/// `n` GETs on `n` new connections at once, each counted in `answered` when
+/// its response arrives; their statuses.
+fn spawn_gets(addr: SocketAddr, n: usize, answered: &Arc<AtomicUsize>) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let got = send(&client(false), http::Request::get(url(addr, "/")).body(full("")).unwrap()).await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                got.status
+            })
+        })
+        .collect()
+}
+
+tower_http_wasm::per_engine! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_worker_has_its_own_pool(engine) {
+        // One instance per worker, and no wait for one: with the requests
+        // held at the upstream, exactly one per worker gets through (one
+        // shared pool would let one through), the others get 503 at once.
+        let (up, arrived, gate) = held_upstream("held").await;
+        let dir = tempdir(&format!("workers-pools-{}", engine.name()));
+        std::fs::write(dir.join("guest.wasm"), guests::versioned("1")).unwrap();
+        let gw = Server::gateway_with_log(
+            &dir,
+            up,
+            &[
+                "--workers",
+                "2",
+                "--engine",
+                engine.name(),
+                "--filter",
+                "guest.wasm",
+                "--pool-size",
+                "1",
+                "--pool-wait",
+                "0s",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+            ACCEPTS,
+        );
+        let answered = Arc::new(AtomicUsize::new(0));
+        let tasks = spawn_gets(gw.addr, CONNECTIONS, &answered);
+        until("every request is refused or reaches the upstream", || {
+            let decided = arrived.load(Ordering::SeqCst) + answered.load(Ordering::SeqCst);
+            async move { decided == CONNECTIONS }
+        })
+        .await;
+        let log = gw.log();
+        assert_eq!(workers_in(&log), BTreeSet::from(["0".into(), "1".into()]), "[{engine}]\n{log}");
+        assert_eq!(arrived.load(Ordering::SeqCst), 2, "[{engine}] one request through each worker's instance");
+        let text = scrape(gw.admin()).await;
+        assert_eq!(value(&text, "http_wasm_instances_in_use", "guest"), Some(2), "[{engine}]\n{text}");
+        gate.add_permits(2);
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        statuses.sort();
+        let mut expected = vec![200, 200];
+        expected.resize(CONNECTIONS, 503);
+        assert_eq!(statuses, expected, "[{engine}]");
+    }
+}
+
+/// How many threads of process `pid` are named `name` (Linux's
+/// `/proc/PID/task/*/comm`, at most 15 bytes of the name).
+fn threads_named(pid: u32, name: &str) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasmer_instances_of_the_workers_start_no_thread() {
+    use tower::ServiceExt;
+    let wasmer = tower_http_wasm::Engine::from_name("wasmer").unwrap();
+    // The control: an instance of the `Send` service on wasmer lives on a
+    // thread of its own, named for its filter, and /proc shows it.
+    let plugin =
+        tower_http_wasm::Plugin::builder().engine(wasmer).name("control").build(&guests::versioned("1")).unwrap();
+    let inner = tower::service_fn(|_req: http::Request<tower_http_wasm::RequestBody>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(full("inner")))
+    });
+    let res = tower_http_wasm::HttpWasm::new(inner, plugin).oneshot(http::Request::new(full(""))).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(threads_named(std::process::id(), "wasmer-control") >= 1, "the control's instance thread");
+
+    // The gateway's workers: 48 requests held at the upstream, an instance
+    // of the filter busy for each (the pools are large enough for all of
+    // them on one worker), and not one thread more named for the filter.
+    let (up, arrived, gate) = held_upstream("held").await;
+    let dir = tempdir("workers-wasmer-threads");
+    std::fs::write(dir.join("guest.wasm"), guests::versioned("1")).unwrap();
+    let gw = Server::gateway(
+        &dir,
+        up,
+        &[
+            "--workers",
+            "2",
+            "--engine",
+            "wasmer",
+            "--filter",
+            "guest.wasm",
+            "--pool-size",
+            "64",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let before = threads_named(gw.pid(), "wasmer-guest");
+    let n = 48;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let tasks = spawn_gets(gw.addr, n, &answered);
+    until("every request reaches the upstream", || {
+        let arrived = arrived.load(Ordering::SeqCst);
+        async move { arrived == n }
+    })
+    .await;
+    let text = scrape(gw.admin()).await;
+    assert_eq!(value(&text, "http_wasm_instances_in_use", "guest"), Some(n as u64), "{text}");
+    assert_eq!(threads_named(gw.pid(), "wasmer-guest"), before, "{n} instances in use, no thread started for them");
+    gate.add_permits(n);
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
 }
