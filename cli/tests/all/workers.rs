@@ -273,7 +273,7 @@ async fn wasmer_instances_of_the_workers_start_no_thread() {
     // The control: an instance of the `Send` service on wasmer lives on a
     // thread of its own, named for its filter, and /proc shows it.
     let plugin =
-        tower_http_wasm::Plugin::builder().engine(wasmer).name("control").build(&guests::versioned("1")).unwrap();
+        tower_http_wasm::Plugin::builder().engine(wasmer).name("control").build(guests::versioned("1")).unwrap();
     let inner = tower::service_fn(|_req: http::Request<tower_http_wasm::RequestBody>| async {
         Ok::<_, std::convert::Infallible>(Response::new(full("inner")))
     });
