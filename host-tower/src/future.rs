@@ -1,8 +1,8 @@
-//! The service's response future.
+//! The services' response future.
 
 use crate::FailureResponse;
 use crate::body::ResponseBody;
-use crate::service::{Forwarded, Responding};
+use crate::service::{Forwarded, Later, SendBoxed};
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -11,10 +11,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+/// The rest of a response phase that waits, boxed for the `Send` service.
+type SendResponding<B> = Pin<Box<dyn Future<Output = Response<ResponseBody<B>>> + Send>>;
+/// The response future's boxed exchange, for the local service.
+pub(crate) type LocalBoxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>>>>;
+/// The rest of a response phase that waits, boxed for the local service.
+pub(crate) type LocalResponding<B> = Pin<Box<dyn Future<Output = Response<ResponseBody<B>>>>>;
 
 pin_project! {
-    /// Response future of [`HttpWasm`](crate::HttpWasm).
+    /// Response future of [`HttpWasm`](crate::HttpWasm) and, with its
+    /// boxes not `Send` (`X` and `R`), of
+    /// [`LocalHttpWasm`](crate::LocalHttpWasm).
     ///
     /// The common request (no body, a free instance, a filter that fails
     /// closed, a guest that does not buffer the response) runs its request
@@ -24,15 +31,15 @@ pin_project! {
     /// guest, a wait for an instance, fail-open, a response to buffer, a
     /// guest call its backend did not answer at once) runs as one boxed
     /// future.
-    pub struct ResponseFuture<B, E, Fut, F> {
+    pub struct ResponseFuture<B, E, Fut, F, X = SendBoxed<B, E>, R = SendResponding<B>> {
         #[pin]
-        state: State<B, E, Fut, F>,
+        state: State<B, E, Fut, F, X, R>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<B, E, Fut, F> {
+    enum State<B, E, Fut, F, X, R> {
         /// Waiting for the next handler, with what the response phase needs.
         Forwarding {
             #[pin]
@@ -40,9 +47,9 @@ pin_project! {
             cycle: Option<Forwarded<F>>,
         },
         /// The rest of the exchange as an `async` block.
-        Boxed { exchange: Boxed<B, E> },
+        Boxed { exchange: X },
         /// The rest of the response phase, after the next handler answered.
-        Responding { rest: Responding<B> },
+        Responding { rest: R },
         /// `handle_response` after the next handler failed with `error`.
         Failing { call: Pin<Box<dyn Future<Output = ()> + Send>>, error: Option<E> },
         /// Answered already (a short circuit, a failure response).
@@ -50,38 +57,40 @@ pin_project! {
     }
 }
 
-impl<B, E, Fut, F> ResponseFuture<B, E, Fut, F> {
+impl<B, E, Fut, F, X, R> ResponseFuture<B, E, Fut, F, X, R> {
     pub(crate) fn forwarding(next: Fut, cycle: Forwarded<F>) -> Self {
         ResponseFuture { state: State::Forwarding { next, cycle: Some(cycle) } }
     }
 
-    pub(crate) fn boxed(exchange: Boxed<B, E>) -> Self {
+    pub(crate) fn boxed(exchange: X) -> Self {
         ResponseFuture { state: State::Boxed { exchange } }
     }
 
     pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
         ResponseFuture { state: State::Ready { response: Some(response) } }
     }
-}
 
-impl<B, E, Fut, F> Future for ResponseFuture<B, E, Fut, F>
-where
-    Fut: Future<Output = Result<Response<B>, E>>,
-    F: FailureResponse,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: fmt::Display,
-    E: Send + 'static,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// Polls the exchange; what the response phase leaves to wait for is
+    /// boxed by `later`.
+    fn poll_with(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        later: impl Fn(Later<B, F>) -> R,
+    ) -> Poll<Result<Response<ResponseBody<B>>, E>>
+    where
+        Fut: Future<Output = Result<Response<B>, E>>,
+        F: FailureResponse,
+        B: Body,
+        B::Error: fmt::Display,
+        X: Future<Output = Result<Response<ResponseBody<B>>, E>> + Unpin,
+        R: Future<Output = Response<ResponseBody<B>>> + Unpin,
+    {
         let next = match self.as_mut().project().state.project() {
             StateProj::Ready { response } => {
                 return Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion")));
             }
-            StateProj::Boxed { exchange } => return exchange.as_mut().poll(cx),
-            StateProj::Responding { rest } => return rest.as_mut().poll(cx).map(Ok),
+            StateProj::Boxed { exchange } => return Pin::new(exchange).poll(cx),
+            StateProj::Responding { rest } => return Pin::new(rest).poll(cx).map(Ok),
             StateProj::Failing { call, error } => {
                 ready!(call.as_mut().poll(cx));
                 return Poll::Ready(Err(error.take().expect("ResponseFuture polled after completion")));
@@ -97,17 +106,48 @@ where
                     Ok(response) => match cycle.respond_now(response) {
                         Ok(response) => return Poll::Ready(Ok(response)),
                         // The guest buffers the response, or its call waits: go on.
-                        Err(rest) => State::Responding { rest },
+                        Err(rest) => State::Responding { rest: later(rest) },
                     },
                 }
             }
         };
         self.as_mut().project().state.set(next);
-        self.poll(cx)
+        self.poll_with(cx, later)
     }
 }
 
-impl<B, E, Fut, F> fmt::Debug for ResponseFuture<B, E, Fut, F> {
+impl<B, E, Fut, F> Future for ResponseFuture<B, E, Fut, F>
+where
+    Fut: Future<Output = Result<Response<B>, E>>,
+    F: FailureResponse,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: fmt::Display,
+    E: Send + 'static,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_with(cx, |rest| -> SendResponding<B> { Box::pin(rest.run()) })
+    }
+}
+
+impl<B, E, Fut, F> Future for ResponseFuture<B, E, Fut, F, LocalBoxed<B, E>, LocalResponding<B>>
+where
+    Fut: Future<Output = Result<Response<B>, E>>,
+    F: FailureResponse,
+    B: Body + 'static,
+    B::Error: fmt::Display,
+    E: 'static,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_with(cx, |rest| -> LocalResponding<B> { Box::pin(rest.run()) })
+    }
+}
+
+impl<B, E, Fut, F, X, R> fmt::Debug for ResponseFuture<B, E, Fut, F, X, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -202,11 +202,14 @@ impl Lease {
         }
     }
 
-    /// Takes an instance of `loaded` if one is free now; `None` when all
-    /// are busy (nothing counted: [`Lease::acquire`] then waits).
-    pub(crate) fn try_acquire(loaded: Arc<Loaded>) -> Option<Result<Lease, Error>> {
-        let permit = loaded.permits.clone().try_acquire_owned().ok()?;
-        Some(Lease::take(loaded, permit))
+    /// Takes an instance of `loaded` if one is free now; `Err` with
+    /// `loaded` back when all are busy (nothing counted: [`Lease::acquire`]
+    /// then waits).
+    pub(crate) fn try_acquire(loaded: Arc<Loaded>) -> Result<Result<Lease, Error>, Arc<Loaded>> {
+        match loaded.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Lease::take(loaded, permit)),
+            Err(_) => Err(loaded),
+        }
     }
 
     /// An idle instance, or a new one, under `permit`.

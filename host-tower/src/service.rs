@@ -8,7 +8,7 @@ use crate::host::body::PREFETCH_LIMIT;
 use crate::host::exchange::{Framing, set_content_length};
 use crate::host::{BodyState, Exchange, HostError, Phase};
 use crate::metrics::Stage;
-use crate::pool::{Lease, LeaseCalled, LeaseOutcome, Loaded};
+use crate::pool::{Lease, LeaseCall, LeaseCalled, LeaseOutcome, Loaded};
 use crate::{DefaultFailureResponse, Error, FailurePolicy, FailureResponse, Plugin};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -16,6 +16,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use http_wasm_abi::{CtxNext, Feature};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -85,7 +86,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let run = Run { plugin: self.plugin.clone(), on_failure: self.on_failure.clone() };
-        run.start(inner, req)
+        run.start(self.plugin.loaded(), inner, req, |slow| -> SendBoxed<ResBody, S::Error> { Box::pin(slow.run()) })
     }
 }
 
@@ -93,6 +94,39 @@ where
 pub(crate) struct Run<F> {
     pub(crate) plugin: Plugin,
     pub(crate) on_failure: F,
+}
+
+/// The response future's boxed exchange, for the `Send` service.
+pub(crate) type SendBoxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+
+/// What [`Run::start`] does not run itself: the rest of the exchange, for
+/// its caller to box.
+pub(crate) enum Slow<F, S, ReqBody> {
+    /// All of it ([`Run::exchange`]): a body, a busy pool, fail-open.
+    Exchange { run: Run<F>, loaded: Arc<Loaded>, inner: S, req: Request<ReqBody> },
+    /// Past a `handle_request` that did not answer at once.
+    Waiting { run: Run<F>, inner: S, waiting: LeaseCall },
+}
+
+impl<F: FailureResponse, S, ReqBody> Slow<F, S, ReqBody> {
+    /// Runs the rest of the exchange.
+    pub(crate) async fn run<ResBody>(self) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<RequestBody>, Response = Response<ResBody>>,
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+        ResBody: Body,
+        ResBody::Error: std::fmt::Display,
+    {
+        match self {
+            Slow::Exchange { run, loaded, inner, req } => run.exchange(loaded, inner, req).await,
+            Slow::Waiting { run, inner, waiting } => {
+                let called = waiting.await;
+                run.after_request(inner, called, None, false).await
+            }
+        }
+    }
 }
 
 fn box_body<B>(body: B) -> crate::host::BoxBody
@@ -346,31 +380,28 @@ impl<F: FailureResponse> Run<F> {
         }
     }
 
-    /// Starts the exchange of `req`. The common case (a request without a
-    /// body, a free instance, a filter that fails closed) runs its request
-    /// phase here and waits for the next handler in the response future
-    /// itself, without an allocation; everything else runs as one boxed
-    /// `async` block, [`Run::exchange`].
-    fn start<S, ReqBody, ResBody>(
+    /// Starts the exchange of `req` with `loaded` (the plugin's module, or
+    /// a local replica's). The common case (a request without a body, a
+    /// free instance, a filter that fails closed) runs its request phase
+    /// here and waits for the next handler in the response future itself,
+    /// without an allocation; everything else is the [`Slow`] path, which
+    /// the caller boxes with `slow` (`Send` or not, as its service is).
+    pub(crate) fn start<S, ReqBody, ResBody, X, R>(
         self,
+        loaded: Arc<Loaded>,
         mut inner: S,
         req: Request<ReqBody>,
-    ) -> ResponseFuture<ResBody, S::Error, S::Future, F>
+        slow: impl FnOnce(Slow<F, S, ReqBody>) -> X,
+    ) -> ResponseFuture<ResBody, S::Error, S::Future, F, X, R>
     where
-        S: Service<Request<RequestBody>, Response = Response<ResBody>> + Send + 'static,
-        S::Future: Send,
-        S::Error: Send,
-        ReqBody: Body + Send + 'static,
-        ReqBody::Data: Send,
-        ReqBody::Error: Into<BoxError>,
-        ResBody: Body + Send + 'static,
-        ResBody::Data: Send,
-        ResBody::Error: std::fmt::Display,
+        S: Service<Request<RequestBody>, Response = Response<ResBody>>,
+        ReqBody: Body,
     {
         let fast = self.plugin.failure_policy() == FailurePolicy::Closed && req.body().is_end_stream();
-        let Some(lease) = fast.then(|| Lease::try_acquire(self.plugin.loaded())).flatten() else {
-            let loaded = self.plugin.loaded();
-            return ResponseFuture::boxed(Box::pin(self.exchange(loaded, inner, req)));
+        let taken = if fast { Lease::try_acquire(loaded) } else { Err(loaded) };
+        let lease = match taken {
+            Ok(lease) => lease,
+            Err(loaded) => return ResponseFuture::boxed(slow(Slow::Exchange { run: self, loaded, inner, req })),
         };
         let counters = self.plugin.counters();
         counters.request();
@@ -387,10 +418,7 @@ impl<F: FailureResponse> Run<F> {
         let called = match lease.call(Call::Request, ex) {
             LeaseCalled::Ready(called) => called,
             LeaseCalled::Waiting(waiting) => {
-                return ResponseFuture::boxed(Box::pin(async move {
-                    let called = waiting.await;
-                    self.after_request(inner, called, None, false).await
-                }));
+                return ResponseFuture::boxed(slow(Slow::Waiting { run: self, inner, waiting }));
             }
         };
         let (mut lease, mut ex, result) = match called {
@@ -568,14 +596,17 @@ impl<F: FailureResponse> Forwarded<F> {
     /// [`Forwarded::respond`] without waiting, for a filter that fails
     /// closed; `Err` with the rest to await when the guest buffers the
     /// response body or its `handle_response` did not run at once.
-    pub(crate) fn respond_now<B>(self, response: Response<B>) -> Result<Response<ResponseBody<B>>, Responding<B>>
+    #[expect(
+        clippy::result_large_err,
+        reason = "no larger than the response itself; boxed by the caller only when it waits"
+    )]
+    pub(crate) fn respond_now<B>(self, response: Response<B>) -> Result<Response<ResponseBody<B>>, Later<B, F>>
     where
-        B: Body + Send + 'static,
-        B::Data: Send,
+        B: Body,
         B::Error: std::fmt::Display,
     {
         if self.ex.has(Feature::BufferResponse) {
-            return Err(Box::pin(self.respond(response, false)));
+            return Err(Later::Buffer(self, response));
         }
         // What `respond` does for a body that passes through, its steps
         // inline: the guest's trailers stay where they are (they follow the
@@ -586,9 +617,7 @@ impl<F: FailureResponse> Forwarded<F> {
         let passthrough = pass_response_body(&mut ex, body);
         match lease.call(Call::Response { req_ctx, is_error: false }, ex) {
             LeaseCalled::Ready(called) => Ok(run.responded(called, None, passthrough, None)),
-            LeaseCalled::Waiting(waiting) => {
-                Err(Box::pin(async move { run.responded(waiting.await, None, passthrough, None) }))
-            }
+            LeaseCalled::Waiting(waiting) => Err(Later::Waiting { run, waiting, passthrough }),
         }
     }
 
@@ -663,9 +692,28 @@ enum Settled<L, B> {
     Waiting(L),
 }
 
-/// The rest of a response phase that waits (a response body to buffer, a
-/// guest call that did not answer at once).
-pub(crate) type Responding<B> = Pin<Box<dyn Future<Output = Response<ResponseBody<B>>> + Send>>;
+/// The rest of a response phase that waits, for the response future to
+/// box ([`Forwarded::respond_now`]).
+pub(crate) enum Later<B, F> {
+    /// The guest buffers the response: all of the response phase.
+    Buffer(Forwarded<F>, Response<B>),
+    /// `handle_response` did not answer at once.
+    Waiting { run: Run<F>, waiting: LeaseCall, passthrough: Option<B> },
+}
+
+impl<B, F: FailureResponse> Later<B, F>
+where
+    B: Body,
+    B::Error: std::fmt::Display,
+{
+    /// Runs the rest of the response phase.
+    pub(crate) async fn run(self) -> Response<ResponseBody<B>> {
+        match self {
+            Later::Buffer(cycle, response) => cycle.respond(response, false).await,
+            Later::Waiting { run, waiting, passthrough } => run.responded(waiting.await, None, passthrough, None),
+        }
+    }
+}
 
 /// The request for the next handler; the exchange keeps what the guest may
 /// still read of it in `handle_response` (URI and headers move otherwise).

@@ -2,12 +2,11 @@
 
 use super::LocalPlugin;
 use crate::body::{BoxError, RequestBody, ResponseBody};
+use crate::future::{LocalBoxed, LocalResponding};
 use crate::service::Run;
-use crate::{DefaultFailureResponse, FailureResponse};
+use crate::{DefaultFailureResponse, FailureResponse, ResponseFuture};
 use http::{Request, Response};
 use http_body::Body;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -52,8 +51,6 @@ use tower_service::Service;
 ///   the body), and a guest that reads further into a longer body fails.
 ///   wasmtime's such calls run on the blocking pool as with the `Send`
 ///   service.
-/// * Every request's future is boxed (one allocation per request, which
-///   the `Send` service's common case avoids).
 #[derive(Clone, Debug)]
 pub struct LocalHttpWasm<S, F = DefaultFailureResponse> {
     inner: S,
@@ -81,9 +78,9 @@ impl<S, F> LocalHttpWasm<S, F> {
     }
 }
 
-/// Response future of [`LocalHttpWasm`]: the request's whole exchange,
-/// boxed (not `Send`).
-pub type LocalResponseFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>>>>;
+/// Response future of [`LocalHttpWasm`]: the [`ResponseFuture`] whose
+/// boxes are not `Send`.
+pub type LocalResponseFuture<B, E, Fut, F> = ResponseFuture<B, E, Fut, F, LocalBoxed<B, E>, LocalResponding<B>>;
 
 impl<S, F, ReqBody, ResBody> Service<Request<ReqBody>> for LocalHttpWasm<S, F>
 where
@@ -97,7 +94,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = LocalResponseFuture<ResBody, S::Error>;
+    type Future = LocalResponseFuture<ResBody, S::Error, S::Future, F>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -107,6 +104,6 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let run = Run { plugin: self.plugin.plugin().clone(), on_failure: self.on_failure.clone() };
-        Box::pin(run.exchange(self.plugin.loaded(), inner, req))
+        run.start(self.plugin.loaded(), inner, req, |slow| -> LocalBoxed<ResBody, S::Error> { Box::pin(slow.run()) })
     }
 }
