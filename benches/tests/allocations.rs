@@ -1,5 +1,6 @@
-//! Heap allocations per request through the real tower service, guest path
-//! against a native baseline, on every engine.
+//! Heap allocations per request through the real tower services (the
+//! `Send` one and the local one), guest path against a native baseline, on
+//! every engine.
 //!
 //! A counting wrapper around the system allocator counts every allocation
 //! (`alloc`, `alloc_zeroed` and `realloc` each count one) on every thread,
@@ -22,7 +23,7 @@ use http_wasm_benches::{PassThroughLayer, empty_ok, noop_guest, send};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tower::ServiceBuilder;
-use tower_http_wasm::{Engine, HttpWasmLayer, Plugin};
+use tower_http_wasm::{Engine, HttpWasmLayer, LocalHttpWasmLayer, Plugin};
 
 struct Counting;
 
@@ -164,25 +165,31 @@ tower_http_wasm::per_engine! {
             rows.push(("native".to_string(), headers, base));
             for (reads, wasm) in [(false, noop_guest(true)), (true, reading_guest())] {
                 let plugin = Plugin::builder().engine(engine).pool_size(1).build(wasm).expect("guest loads");
-                let svc = ServiceBuilder::new().layer(HttpWasmLayer::new(plugin)).service_fn(empty_ok);
-                let guest = per_request(&rt, &svc, headers);
-                let path = format!("{engine}{}", if reads { " (handle_response reads)" } else { "" });
-                rows.push((path, headers, guest));
+                let svc = ServiceBuilder::new().layer(HttpWasmLayer::new(plugin.clone())).service_fn(empty_ok);
+                let shared = per_request(&rt, &svc, headers);
                 drop(svc);
-                let allowed = guest_extra(engine) + request_copy(reads, headers) + SLACK;
-                assert!(
-                    guest.0 <= base.0 + allowed,
-                    "{engine}, reads the request: {reads}, headers: {headers}: {} allocations per request, native {} + {allowed} allowed",
-                    guest.0,
-                    base.0
-                );
+                // The local service, its replica's instance made by its first request.
+                let svc = ServiceBuilder::new().layer(LocalHttpWasmLayer::new(plugin.local())).service_fn(empty_ok);
+                let local = per_request(&rt, &svc, headers);
+                drop(svc);
+                let reading = if reads { " (handle_response reads)" } else { "" };
+                for (service, guest) in [("", shared), ("local ", local)] {
+                    rows.push((format!("{service}{engine}{reading}"), headers, guest));
+                    let allowed = guest_extra(engine) + request_copy(reads, headers) + SLACK;
+                    assert!(
+                        guest.0 <= base.0 + allowed,
+                        "{service}{engine}, reads the request: {reads}, headers: {headers}: {} allocations per request, native {} + {allowed} allowed",
+                        guest.0,
+                        base.0
+                    );
+                }
             }
         }
         println!("allocations per request, no-op guest that calls next ({REQUESTS} warm requests):");
-        println!("{:<34} {:<9} {:>12} {:>10}", "path", "headers", "allocations", "bytes");
+        println!("{:<40} {:<9} {:>12} {:>10}", "path", "headers", "allocations", "bytes");
         for (path, headers, (allocs, bytes)) in rows {
             let headers = if headers { "3" } else { "none" };
-            println!("{path:<34} {headers:<9} {allocs:>12.2} {bytes:>10.0}");
+            println!("{path:<40} {headers:<9} {allocs:>12.2} {bytes:>10.0}");
         }
     }
 }
