@@ -20,11 +20,11 @@ use http_body::{Body, Frame, SizeHint};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -64,32 +64,32 @@ pub fn builder(limits: Limits) -> auto::Builder<LocalExecutor> {
 }
 
 /// What a connection is doing: its requests in progress, and since when it
-/// has had none.
+/// has had none. Shared by the connection's task and its requests, all on
+/// its worker's thread.
 #[derive(Debug)]
 pub struct Activity {
-    in_flight: AtomicUsize,
-    idle_since: Mutex<Instant>,
+    in_flight: Cell<usize>,
+    idle_since: Cell<Instant>,
 }
 
 impl Activity {
     /// A connection that just opened: idle from now. It counts as open
     /// (`http_wasm_connections_open`) until dropped.
-    pub fn new() -> Arc<Activity> {
+    pub fn new() -> Rc<Activity> {
         super::metrics::GATEWAY.connection_opened();
-        Arc::new(Activity { in_flight: AtomicUsize::new(0), idle_since: Mutex::new(Instant::now()) })
+        Rc::new(Activity { in_flight: Cell::new(0), idle_since: Cell::new(Instant::now()) })
     }
 
     /// A request starts; it is in progress until the returned guard (or the
     /// response body it is moved into) is dropped.
-    pub fn start(self: &Arc<Activity>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    pub fn start(self: &Rc<Activity>) -> InFlight {
+        self.in_flight.set(self.in_flight.get() + 1);
         InFlight(self.clone())
     }
 
     /// When the connection will have been idle for `idle`, if it is idle now.
     fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
-        let since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
-        (self.in_flight.load(Ordering::SeqCst) == 0).then_some(since + idle)
+        (self.in_flight.get() == 0).then(|| self.idle_since.get() + idle)
     }
 }
 
@@ -101,7 +101,7 @@ impl Drop for Activity {
 
 /// A request in progress on a connection.
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight(Rc<Activity>);
 
 impl InFlight {
     /// The response body, keeping the request in progress until it is sent
@@ -113,9 +113,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut since = self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner());
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            *since = Instant::now();
+        let left = self.0.in_flight.get() - 1;
+        self.0.in_flight.set(left);
+        if left == 0 {
+            self.0.idle_since.set(Instant::now());
         }
     }
 }
