@@ -118,6 +118,13 @@ impl Loaded {
         self.shared.body_limit
     }
 
+    /// True when a call on these instances may wait for a body still
+    /// arriving: false for a replica whose backend runs its thread-bound
+    /// instances inline (see `CompiledModule::bound_may_wait`).
+    pub(crate) fn may_wait_for_body(&self) -> bool {
+        !self.bound || self.module.bound_may_wait()
+    }
+
     pub(crate) fn body_timeout(&self) -> Duration {
         self.shared.body_timeout
     }

@@ -311,12 +311,22 @@ impl<F: FailureResponse> Run<F> {
             Err(e) => return Ok(self.fail(Stage::Body, None, e)),
         };
 
+        // What has arrived of the body, and whether more is to come.
+        let req_body = match incoming.into_state().await {
+            Ok(state) => state,
+            Err(e) => return Ok(self.fail(Stage::Body, None, e)),
+        };
+        // A replica whose instances cannot wait for a body (wasmer's, bound
+        // to this thread) leaves a request whose body is still arriving to
+        // the plugin's own pool, whose instances can.
+        let loaded = if req_body.arriving() && !loaded.may_wait_for_body() { self.plugin.loaded() } else { loaded };
+
         // Acquire. A busy pool is not the guest's failure: 503 whatever the policy.
         let mut lease = match Lease::acquire(loaded).await {
             Ok(lease) => lease,
             Err(e) if fail_open && !e.is_pool_timeout() => {
                 self.skip(Stage::Acquire, None, &e);
-                let req = Request::from_parts(parts, incoming.into_request_body());
+                let req = Request::from_parts(parts, req_body.into_request_body());
                 return Ok(inner.call(req).await?.map(|b| ResponseBody::inner(b, None)));
             }
             Err(e) => return Ok(self.fail(Stage::Acquire, None, e)),
@@ -325,10 +335,6 @@ impl<F: FailureResponse> Run<F> {
         // Request phase.
         let original = fail_open.then(|| Original::of(&parts));
         let source_addr = source_addr(&parts.extensions);
-        let req_body = match incoming.into_state().await {
-            Ok(state) => state,
-            Err(e) => return Ok(self.fail(Stage::Body, None, e)),
-        };
         let ex = lease.exchange(parts, Some(req_body), source_addr);
         let called = lease.call(Call::Request, ex).outcome().await;
         self.after_request(inner, called, original, fail_open).await
@@ -500,14 +506,6 @@ where
                 format!("over {limit} bytes"),
             )),
             Err(CollectError::Body(e)) => Err(client_body_error(e.into())),
-        }
-    }
-
-    /// The body for the next handler, when the filter is skipped.
-    fn into_request_body(self) -> RequestBody {
-        match self {
-            Incoming::Collected(chunks, trailers) => RequestBody::buffered(chunks, None, trailers),
-            Incoming::Streaming(body) => RequestBody::stream(Some(box_body(body))),
         }
     }
 

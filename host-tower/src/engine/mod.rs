@@ -78,6 +78,12 @@ pub(crate) trait CompiledModule: Send + Sync {
     fn instantiate_bound(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         self.instantiate(host)
     }
+
+    /// True when a call on an instance of [`instantiate_bound`](Self::instantiate_bound)
+    /// may wait for a body still arriving (it can run where it may park).
+    fn bound_may_wait(&self) -> bool {
+        true
+    }
 }
 
 /// One live instance of a guest.

@@ -341,6 +341,11 @@ impl CompiledModule for WasmerModule {
         WasmerModule::instantiate_bound(self, host)
     }
 
+    /// No: a bound instance runs inline on the thread that feeds the body.
+    fn bound_may_wait(&self) -> bool {
+        false
+    }
+
     fn instantiate(&self, host: HostState) -> Result<Box<dyn GuestInstance>, Error> {
         let (jobs, mut inbox) = channel::unbounded_channel::<Job>();
         let (answer, answers) = channel::unbounded_channel::<Reply>();

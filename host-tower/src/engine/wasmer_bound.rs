@@ -18,9 +18,12 @@
 //! without host calls, as on the instance threads.
 //!
 //! **Bodies.** A read that would wait cannot park the thread: it is the
-//! thread of the connections that feed the bodies. So a call whose
-//! exchange has a body still arriving first waits, asynchronously, until
-//! the body has ended or [`PluginBuilder::body_limit`] bytes of it are held
+//! thread of the connections that feed the bodies. So the service gives a
+//! request whose body is still arriving to the plugin's own pool instead
+//! (`Loaded::may_wait_for_body`), whose instances run on threads of their
+//! own. Should a call with a body still arriving reach a bound instance
+//! all the same, it first waits, asynchronously, until the body has ended
+//! or [`PluginBuilder::body_limit`] bytes of it are held
 //! (`Exchange::receive_arriving`), then runs inline; a guest that reads
 //! further into a longer body then fails as a read that would wait. The
 //! time spent receiving is not the guest's: the deadline is armed after it.

@@ -108,6 +108,18 @@ impl BodyState {
         BodyState { unread: chunks, trailers, held, ..BodyState::default() }
     }
 
+    /// True while more of the body may come.
+    pub(crate) fn arriving(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// The body for the next handler as it came (what has arrived, then
+    /// the rest), when the filter is skipped before the guest saw it.
+    pub(crate) fn into_request_body(mut self) -> crate::body::RequestBody {
+        let chunks = self.take_chunks();
+        crate::body::RequestBody::buffered(chunks, self.source.take(), self.trailers.take())
+    }
+
     /// True when nothing was pulled, read or written: the source can be
     /// forwarded untouched.
     pub(crate) fn untouched(&self) -> bool {

@@ -45,12 +45,11 @@ use tower_service::Service;
 /// * [`PluginBuilder::pool_size`](crate::PluginBuilder::pool_size) bounds
 ///   each replica: a process with N threads may run N times as many
 ///   instances. The plugin's own pool keeps its first instance.
-/// * A wasmer call whose request body is still arriving first receives
-///   it, up to [`PluginBuilder::body_limit`](crate::PluginBuilder::body_limit)
-///   bytes, before the guest runs (no read may park the thread that feeds
-///   the body), and a guest that reads further into a longer body fails.
-///   wasmtime's such calls run on the blocking pool as with the `Send`
-///   service.
+/// * On wasmer, a request whose body is still arriving when its request
+///   phase starts (it did not come whole with the head, and the module does
+///   not buffer requests) is served by the plugin's own pool, whose
+///   instances may wait for the body on their own threads: the hand-off of
+///   the `Send` service, for those requests only.
 #[derive(Clone, Debug)]
 pub struct LocalHttpWasm<S, F = DefaultFailureResponse> {
     inner: S,
