@@ -354,36 +354,47 @@ impl<F: FailureResponse> Run<F> {
         ResBody: Body,
         ResBody::Error: std::fmt::Display,
     {
+        match self.decide(called) {
+            Decided::Answered(response) => Ok(response),
+            Decided::Failed { run, lease, ex, error } => run.request_failed(inner, lease, ex, original, error).await,
+            Decided::Forward { request, cycle } => match inner.call(request).await {
+                Ok(response) => Ok(cycle.respond(response, fail_open).await),
+                Err(e) => {
+                    if let Some(waiting) = cycle.next_failed() {
+                        waiting.await;
+                    }
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// What `handle_request` decided (`called`), as the step that follows:
+    /// the response (a short circuit, or a failure no policy changes), a
+    /// failure for the policy to answer, or the request to forward with
+    /// what the response phase needs.
+    #[inline]
+    fn decide<B>(self, called: LeaseOutcome) -> Decided<F, B> {
         let (mut lease, mut ex, result) = match called {
             Ok(called) => called,
-            Err(e) => return Ok(self.fail(Stage::Request, None, e)),
+            Err(e) => return Decided::Answered(self.fail(Stage::Request, None, e)),
         };
         let ctx = match decode_ctx(result) {
             Ok(ctx) => ctx,
-            Err(e) if e.is_body_too_large() => return Ok(self.fail(Stage::Request, Some(&mut lease), e)),
-            Err(e) => return self.request_failed(inner, lease, ex, original, e).await,
+            Err(e) if e.is_body_too_large() => {
+                return Decided::Answered(self.fail(Stage::Request, Some(&mut lease), e));
+            }
+            Err(error) => return Decided::Failed { run: self, lease, ex, error },
         };
         let counters = self.plugin.counters();
         if !ctx.next {
             counters.short_circuit();
-            return Ok(short_circuit(lease, ex));
+            return Decided::Answered(short_circuit(lease, ex));
         }
         counters.next_call();
-
-        // Forward.
-        let fwd = forward(&mut ex, &lease);
-        let result = inner.call(fwd).await;
+        let request = forward(&mut ex, &lease);
         ex.phase = Phase::Response;
-        let cycle = Forwarded { run: self, lease, ex, req_ctx: ctx.req_ctx };
-        match result {
-            Ok(response) => Ok(cycle.respond(response, fail_open).await),
-            Err(e) => {
-                if let Some(waiting) = cycle.next_failed() {
-                    waiting.await;
-                }
-                Err(e)
-            }
-        }
+        Decided::Forward { request, cycle: Forwarded { run: self, lease, ex, req_ctx: ctx.req_ctx } }
     }
 
     /// Starts the exchange of `req` with `loaded` (the plugin's module, or
@@ -427,25 +438,14 @@ impl<F: FailureResponse> Run<F> {
                 return ResponseFuture::boxed(slow(Slow::Waiting { run: self, inner, waiting }));
             }
         };
-        let (mut lease, mut ex, result) = match called {
-            Ok(called) => called,
-            Err(e) => return ResponseFuture::ready(self.fail(Stage::Request, None, e)),
-        };
-        let ctx = match decode_ctx(result) {
-            Ok(ctx) => ctx,
-            Err(e) => return ResponseFuture::ready(self.fail(Stage::Request, Some(&mut lease), e)),
-        };
-        if !ctx.next {
-            counters.short_circuit();
-            return ResponseFuture::ready(short_circuit(lease, ex));
+        match self.decide(called) {
+            Decided::Answered(response) => ResponseFuture::ready(response),
+            Decided::Failed { run, mut lease, error, .. } => {
+                ResponseFuture::ready(run.fail(Stage::Request, Some(&mut lease), error))
+            }
+            // The response future waits for the next handler.
+            Decided::Forward { request, cycle } => ResponseFuture::forwarding(inner.call(request), cycle),
         }
-        counters.next_call();
-
-        // Forward; the response future waits for the next handler.
-        let fwd = forward(&mut ex, &lease);
-        let next = inner.call(fwd);
-        ex.phase = Phase::Response;
-        ResponseFuture::forwarding(next, Forwarded { run: self, lease, ex, req_ctx: ctx.req_ctx })
     }
 
     /// A failure in `handle_response`: the failure response, or with
@@ -544,6 +544,17 @@ fn decode_ctx(result: Result<i64, Error>) -> Result<CtxNext, Error> {
 /// The client's address from the request's extensions.
 fn source_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
     extensions.get::<SourceAddr>().map(|s| s.0).or_else(|| extensions.get::<SocketAddr>().copied())
+}
+
+/// The step after `handle_request` ([`Run::decide`]).
+#[expect(clippy::large_enum_variant, reason = "moved once, from `decide` to its caller")]
+enum Decided<F, B> {
+    /// The response: a short circuit, or a failure no policy changes.
+    Answered(Response<ResponseBody<B>>),
+    /// The guest failed: the failure policy answers.
+    Failed { run: Run<F>, lease: Lease, ex: Box<Exchange>, error: Error },
+    /// The request for the next handler, and what the response phase needs.
+    Forward { request: Request<RequestBody>, cycle: Forwarded<F> },
 }
 
 /// A request the guest passed to the next handler: what its response
