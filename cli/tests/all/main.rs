@@ -8,6 +8,7 @@ mod embedded_modules;
 mod errors;
 mod forwarding;
 mod framing_guest;
+mod full_duplex;
 mod guests;
 mod health;
 mod hostile;
