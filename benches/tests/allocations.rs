@@ -76,8 +76,20 @@ fn request(headers: bool) -> Request<Full<Bytes>> {
     builder.body(Full::default()).expect("request")
 }
 
+/// Rounds of [`REQUESTS`] measured; the fewest allocations of them count.
+///
+/// Under the `Send` service a wasmer call that its instance thread does
+/// not answer within the caller's poll (the thread was not scheduled in
+/// time: the machine is busy) is awaited, and that wait allocates, by
+/// design. Scheduling adds allocations, it never takes any away: the
+/// fewest of a few rounds is the path's own figure (CI once saw 12.75
+/// for 12 in one round), and an allocation the code adds shows in every
+/// round.
+const ROUNDS: usize = 3;
+
 /// Allocations and bytes per request over [`REQUESTS`] warm requests (the
-/// request's construction and the response's draining included).
+/// request's construction and the response's draining included), in the
+/// round of [`ROUNDS`] with the fewest allocations.
 fn per_request<S, B>(rt: &tokio::runtime::Runtime, svc: &S, headers: bool) -> (f64, f64)
 where
     S: tower::Service<Request<Full<Bytes>>, Response = http::Response<B>> + Clone,
@@ -88,12 +100,15 @@ where
     for _ in 0..WARM {
         send(rt, svc, request(headers));
     }
-    let (a0, b0) = (ALLOCATIONS.load(Relaxed), BYTES.load(Relaxed));
-    for _ in 0..REQUESTS {
-        send(rt, svc, request(headers));
-    }
-    let (a1, b1) = (ALLOCATIONS.load(Relaxed), BYTES.load(Relaxed));
-    ((a1 - a0) as f64 / REQUESTS as f64, (b1 - b0) as f64 / REQUESTS as f64)
+    let round = || {
+        let (a0, b0) = (ALLOCATIONS.load(Relaxed), BYTES.load(Relaxed));
+        for _ in 0..REQUESTS {
+            send(rt, svc, request(headers));
+        }
+        let (a1, b1) = (ALLOCATIONS.load(Relaxed), BYTES.load(Relaxed));
+        ((a1 - a0) as f64 / REQUESTS as f64, (b1 - b0) as f64 / REQUESTS as f64)
+    };
+    (0..ROUNDS).map(|_| round()).min_by(|a, b| a.0.total_cmp(&b.0)).expect("at least one round")
 }
 
 /// Allocations per request the guest path may add to the native baseline.
