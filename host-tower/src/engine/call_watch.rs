@@ -25,11 +25,11 @@
 //! Time the guest spends waiting for the client's body does not count
 //! ([`BodyWaits`]).
 //!
-//! An instance bound to the caller's thread (`wasmer::Bound`) has no
+//! An instance bound to the caller's thread (`wasmer_bound::Bound`) has no
 //! waiting side: its call is armed with the instant its deadline passes
 //! ([`CallWatch::arm`]), and each host function compares the clock with
-//! it. Such a call never waits for a body (what it may read arrived before
-//! it started), so its deadline is wall time.
+//! it. Such a call never waits for a body (a read that would wait fails),
+//! so its deadline is wall time.
 
 use crate::host::waits::BodyWaits;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

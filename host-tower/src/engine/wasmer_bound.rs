@@ -21,18 +21,13 @@
 //! thread of the connections that feed the bodies. So the service gives a
 //! request whose body is still arriving to the plugin's own pool instead
 //! (`Loaded::may_wait_for_body`), whose instances run on threads of their
-//! own. Should a call with a body still arriving reach a bound instance
-//! all the same, it first waits, asynchronously, until the body has ended
-//! or [`PluginBuilder::body_limit`] bytes of it are held
-//! (`Exchange::receive_arriving`), then runs inline; a guest that reads
-//! further into a longer body then fails as a read that would wait. The
-//! time spent receiving is not the guest's: the deadline is armed after it.
-//!
-//! [`PluginBuilder::body_limit`]: crate::PluginBuilder::body_limit
+//! own; a bound instance's calls run with `HostState::may_park` off, so a
+//! read that would wait fails as in any such call (see `host::body`). The
+//! deadline counts from the call's start.
 
 use super::call_watch::CallWatch;
 use super::wasmer::{WasmerInstance, WasmerModule};
-use super::{Call, CallOutcome, Called, GuestCall, GuestInstance, call_error};
+use super::{Call, CallOutcome, Called, GuestCall, GuestInstance};
 use crate::error::{Error, Kind};
 use crate::host::{Exchange, HostState};
 use std::cell::RefCell;
@@ -83,7 +78,6 @@ pub(super) struct Bound {
     slot: usize,
     watch: Arc<CallWatch>,
     deadline: Duration,
-    body_limit: usize,
 }
 
 fn off_thread() -> Error {
@@ -103,12 +97,12 @@ impl WasmerModule {
         let mut host = HostState::new(shared.clone());
         host.module_features = instance.host().module_features;
         let (table, slot) = BOUND.with_borrow_mut(|t| (t.id, t.insert(instance)));
-        Ok(Box::new(Bound { host, table, slot, watch, deadline: shared.deadline, body_limit: shared.body_limit }))
+        Ok(Box::new(Bound { host, table, slot, watch, deadline: shared.deadline }))
     }
 }
 
 impl Bound {
-    /// Runs `call` inline with `exchange`, whose bodies have arrived.
+    /// Runs `call` inline with `exchange`.
     fn run(self: Box<Self>, call: Call, exchange: Box<Exchange>) -> CallOutcome {
         let ran = BOUND.with(|table| {
             let mut table = table.try_borrow_mut().ok()?;
@@ -135,19 +129,9 @@ impl GuestInstance for Bound {
         &mut self.host
     }
 
-    /// Inline; a call with a body still arriving first receives it (see
-    /// the module docs).
-    fn call(self: Box<Self>, call: Call, mut exchange: Box<Exchange>) -> GuestCall {
-        if !exchange.body_arriving() {
-            return GuestCall::Ready(self.run(call, exchange));
-        }
-        GuestCall::waiting(async move {
-            if let Err(e) = exchange.receive_arriving(self.body_limit).await {
-                let error = call_error(call.export(), Some(&e), e.to_string());
-                return Ok(Called { instance: self, exchange, result: Err(error) });
-            }
-            self.run(call, exchange)
-        })
+    /// Inline (see the module docs).
+    fn call(self: Box<Self>, call: Call, exchange: Box<Exchange>) -> GuestCall {
+        GuestCall::Ready(self.run(call, exchange))
     }
 }
 

@@ -206,31 +206,6 @@ impl BodyState {
         Ok(self.source.is_none())
     }
 
-    /// Waits for frames until the body has ended or `limit` bytes are
-    /// held (for a call that will run where no read may wait).
-    #[cfg(feature = "wasmer")]
-    pub(crate) async fn receive(&mut self, limit: usize) -> Result<(), HostError> {
-        while self.held < limit {
-            let Some(source) = self.source.as_mut() else { return Ok(()) };
-            if source.is_end_stream() {
-                self.source = None;
-                return Ok(());
-            }
-            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut *source).poll_frame(cx)).await {
-                None => self.source = None,
-                Some(Err(e)) => {
-                    self.source = None;
-                    return Err(HostError::Body(e));
-                }
-                Some(Ok(frame)) => self.accept(frame, None)?,
-            }
-        }
-        if self.source.as_ref().is_some_and(|s| s.is_end_stream()) {
-            self.source = None;
-        }
-        Ok(())
-    }
-
     /// True when every byte the source declared has arrived (trailers may
     /// still follow on HTTP/2).
     fn declared_received(&self) -> bool {

@@ -111,17 +111,9 @@ impl Exchange {
     /// True when a body read may have to wait for frames not yet received:
     /// a call with this exchange must run where it may park (see
     /// `host::body`).
+    #[cfg_attr(not(feature = "wasmtime"), allow(dead_code))]
     pub(crate) fn body_arriving(&self) -> bool {
-        self.req_body.source.is_some() || self.resp_body.source.is_some()
-    }
-
-    /// Waits until each body still arriving has ended or holds `limit`
-    /// bytes: for a call that runs where no read may wait (a body longer
-    /// than `limit` can then be read only up to what is held).
-    #[cfg(feature = "wasmer")]
-    pub(crate) async fn receive_arriving(&mut self, limit: usize) -> Result<(), HostError> {
-        self.req_body.receive(limit).await?;
-        self.resp_body.receive(limit).await
+        self.req_body.arriving() || self.resp_body.arriving()
     }
 
     /// Of `features`, those that can still take effect if enabled now
