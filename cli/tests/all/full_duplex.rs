@@ -148,7 +148,7 @@ fn reads_the_body() -> Vec<u8> {
     guests::module(
         r#"(data (i32.const 0) "x-read-body")
   (data (i32.const 16) "x-guest-read")
-  (func (export "handle_request") (result i64) (local $r i64) (local $total i32) (local $n i32) (local $i i32)
+  (func (export "handle_request") (result i64) (local $r i64) (local $total i32)
     (if (i32.lt_s (call $value (i32.const 0) (i32.const 11)) (i32.const 0))
       (then (return (i64.const 1))))
     ;; 256 bytes at a time, to 64 KiB, overwritten by the next read
@@ -156,16 +156,7 @@ fn reads_the_body() -> Vec<u8> {
       (local.set $r (call $read_body (i32.const 0) (i32.const 65536) (i32.const 256)))
       (local.set $total (i32.add (local.get $total) (i32.wrap_i64 (local.get $r))))
       (br_if $more (i64.eqz (i64.shr_u (local.get $r) (i64.const 32)))))
-    ;; digits written backwards from 2079
-    (local.set $n (local.get $total))
-    (local.set $i (i32.const 2079))
-    (loop $digit
-      (i32.store8 (local.get $i) (i32.add (i32.const 48) (i32.rem_u (local.get $n) (i32.const 10))))
-      (local.set $n (i32.div_u (local.get $n) (i32.const 10)))
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $digit (i32.ne (local.get $n) (i32.const 0))))
-    (call $set_header_value (i32.const 0) (i32.const 16) (i32.const 12)
-      (i32.add (local.get $i) (i32.const 1)) (i32.sub (i32.const 2079) (local.get $i)))
+    (call $set_decimal (i32.const 0) (i32.const 16) (i32.const 12) (local.get $total))
     (i64.const 1))
   (func (export "handle_response") (param i32 i32))"#,
     )

@@ -29,6 +29,18 @@ pub fn module(body: &str) -> Vec<u8> {
       (br $digit)))
     (local.get $v))
 
+  ;; Sets header (p, n) of `kind` to the decimal of v (digits written
+  ;; backwards from 2079).
+  (func $set_decimal (param $kind i32) (param $p i32) (param $n i32) (param $v i32) (local $i i32)
+    (local.set $i (i32.const 2079))
+    (loop $digit
+      (i32.store8 (local.get $i) (i32.add (i32.const 48) (i32.rem_u (local.get $v) (i32.const 10))))
+      (local.set $v (i32.div_u (local.get $v) (i32.const 10)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $digit (i32.ne (local.get $v) (i32.const 0))))
+    (call $set_header_value (local.get $kind) (local.get $p) (local.get $n)
+      (i32.add (local.get $i) (i32.const 1)) (i32.sub (i32.const 2079) (local.get $i))))
+
 {body}
 )"#,
         imports = tower_http_wasm::testing::wat_imports()
@@ -255,19 +267,9 @@ pub fn counter() -> Vec<u8> {
     module(
         r#"(data (i32.const 0) "x-count")
   (global $count (mut i32) (i32.const 0))
-  (func (export "handle_request") (result i64) (local $n i32) (local $i i32) (local $len i32)
+  (func (export "handle_request") (result i64)
     (global.set $count (i32.add (global.get $count) (i32.const 1)))
-    ;; digits written backwards from 2079, then copied down to 2048
-    (local.set $n (global.get $count))
-    (local.set $i (i32.const 2079))
-    (loop $digit
-      (i32.store8 (local.get $i) (i32.add (i32.const 48) (i32.rem_u (local.get $n) (i32.const 10))))
-      (local.set $n (i32.div_u (local.get $n) (i32.const 10)))
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $digit (i32.ne (local.get $n) (i32.const 0))))
-    (local.set $len (i32.sub (i32.const 2079) (local.get $i)))
-    (call $set_header_value (i32.const 1) (i32.const 0) (i32.const 7)
-      (i32.add (local.get $i) (i32.const 1)) (local.get $len))
+    (call $set_decimal (i32.const 1) (i32.const 0) (i32.const 7) (global.get $count))
     (i64.const 1))
   (func (export "handle_response") (param i32 i32))"#,
     )
