@@ -277,7 +277,9 @@ async fn wasmer_instances_of_the_workers_start_no_thread() {
     let inner = tower::service_fn(|_req: http::Request<tower_http_wasm::RequestBody>| async {
         Ok::<_, std::convert::Infallible>(Response::new(full("inner")))
     });
-    let res = tower_http_wasm::HttpWasm::new(inner, plugin).oneshot(http::Request::new(full(""))).await.unwrap();
+    // (`plugin` stays alive past the request: its instance thread ends with it.)
+    let res =
+        tower_http_wasm::HttpWasm::new(inner, plugin.clone()).oneshot(http::Request::new(full(""))).await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(threads_named(std::process::id(), "wasmer-control") >= 1, "the control's instance thread");
 
